@@ -1,0 +1,38 @@
+"""The backend interface: what stage code may ask of a device."""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Backend(Protocol):
+    """Array-level operations that differ between CPU and GPU.
+
+    Inputs and outputs are numpy arrays: features are float32 and L2-normalised, similarities are inner
+    products (cosine). Device transfers, where any, happen inside the backend.
+    """
+
+    name: str
+
+    def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
+        """Spherical k-means on ``sample`` (n, d); returns ``nlist`` unit centroids (nlist, d) float32."""
+        ...
+
+    def build_index(self, xb: np.ndarray, centroids: np.ndarray | None) -> Any:
+        """An inner-product index over ``xb``: flat when ``centroids`` is None, else IVF with those lists."""
+        ...
+
+    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` by exact inner product among the candidates; ``(D, I)`` with I local row numbers, -1 empty."""
+        ...
+
+    def connected_components(self, n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Weakly connected component label (0..c-1) of each of ``n`` vertices given undirected edges."""
+        ...
+
+    def serialize_index(self, index: Any) -> bytes:
+        ...
+
+    def deserialize_index(self, blob: bytes) -> Any:
+        ...

@@ -1,0 +1,80 @@
+"""GPU backend: faiss-gpu, cupy and cugraph (the ``[gpu]`` extra).
+
+Imported only when ``backend: gpu`` (or ``auto`` on a machine with a GPU) is chosen. Pieces of RAPIDS that
+are missing fall back to CuPy implementations so the GPU path keeps working.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from .cpu import CpuBackend
+
+
+def gpu_count() -> int:
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # no driver, no device, or no cupy: no GPU
+        return 0
+
+
+@functools.cache
+def _resources() -> Any:
+    import faiss
+
+    return faiss.StandardGpuResources()
+
+
+class GpuBackend(CpuBackend):
+    """Search and k-means on the GPU; indexes are serialized through their CPU form."""
+
+    name = "gpu"
+
+    def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
+        import faiss
+
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        kmeans = faiss.Kmeans(sample.shape[1], nlist, niter=12, spherical=True, seed=seed,
+                              max_points_per_centroid=256, gpu=True, verbose=False)
+        kmeans.train(sample)
+        return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+
+    def build_index(self, xb: np.ndarray, centroids: np.ndarray | None) -> Any:
+        import faiss
+
+        cpu_index = super().build_index(xb, centroids)
+        return faiss.index_cpu_to_gpu(_resources(), 0, cpu_index)
+
+    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        if hasattr(index, "nprobe"):
+            index.nprobe = max(1, min(nprobe, index.nlist))
+        return index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
+
+    def connected_components(self, n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        try:
+            import cudf
+            import cugraph
+        except ImportError:
+            return super().connected_components(n, src, dst)
+        frame = cudf.DataFrame({"src": src.astype(np.int64), "dst": dst.astype(np.int64)})
+        graph = cugraph.Graph(directed=False)
+        graph.from_cudf_edgelist(frame, source="src", destination="dst", renumber=True)
+        result = cugraph.weakly_connected_components(graph).to_pandas()
+        labels = np.arange(n, dtype=np.int64) + n  # isolated vertices: their own component
+        labels[result["vertex"].to_numpy()] = result["labels"].to_numpy()
+        _, dense = np.unique(labels, return_inverse=True)
+        return dense.astype(np.int64)
+
+    def serialize_index(self, index: Any) -> bytes:
+        import faiss
+
+        return super().serialize_index(faiss.index_gpu_to_cpu(index))
+
+    def deserialize_index(self, blob: bytes) -> Any:
+        import faiss
+
+        return faiss.index_cpu_to_gpu(_resources(), 0, super().deserialize_index(blob))

@@ -1,0 +1,164 @@
+"""The ``daskcluster`` command: parses, loads config, sets up logging and calls one library function."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .config import ConfigError, load_config
+from .gallery import GalleryError
+from .io import InputError
+
+console = Console(stderr=True)
+log = logging.getLogger("daskcluster")
+
+CONFIG_OPTION = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                             help="YAML config file.")
+SET_OPTION = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override one config key, e.g. --set assign.threshold=0.6 (repeatable).")
+GALLERY_OPTION = click.option("--gallery", required=True, type=click.Path(file_okay=False),
+                              help="Gallery directory.")
+
+
+class RichStageProgress:
+    """One progress bar per stage, with its time when done."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.tasks = progress, {}
+
+    def start(self, stage: str, total: int) -> None:
+        self.tasks[stage] = self.progress.add_task(stage, total=total)
+
+    def advance(self, stage: str) -> None:
+        self.progress.advance(self.tasks[stage])
+
+    def finish(self, stage: str, seconds: float) -> None:
+        self.progress.update(self.tasks[stage], description=f"{stage} ({seconds:.1f} s)")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=console)])
+    logging.getLogger("daskcluster").setLevel(min(level, logging.INFO))
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}")
+    sys.exit(2)
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="More logging (-vv: debug).")
+def main(verbose: int) -> None:
+    """Cluster face feature vectors by identity, one day at a time, into a durable gallery."""
+    _setup_logging(verbose)
+
+
+@main.command("run-day")
+@click.option("--input", "input_path", required=True, type=click.Path(), help="Parquet file or directory.")
+@GALLERY_OPTION
+@click.option("--day", help="YYYY-MM-DD (default: from a day=YYYY-MM-DD input path).")
+@CONFIG_OPTION
+@SET_OPTION
+@click.option("--workers", type=int, help="Local Dask workers (default: fit the machine).")
+@click.option("--scheduler", help="Address of an existing Dask scheduler.")
+@click.option("--force", is_flag=True, help="Recompute a committed (or earlier) day.")
+def run_day_cmd(input_path, gallery, day, config_file, overrides, workers, scheduler, force) -> None:
+    """Run one day: assign to the gallery, cluster the rest, commit."""
+    from .cluster import connect
+    from .pipeline import run_day
+    from .summary import print_summary
+
+    try:
+        cfg = load_config(config_file, overrides)
+        with connect(cfg.dask, scheduler, workers) as client:
+            console.print(f"Dask dashboard: [link]{client.dashboard_link}[/]")
+            with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=console, transient=False) as bars:
+                result = run_day(client, input_path, gallery, cfg, day, force, RichStageProgress(bars))
+    except (ConfigError, InputError, GalleryError) as exc:
+        _fail(exc)
+    print_summary(console, result)
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--days", default=3, show_default=True)
+@click.option("--faces-per-day", default=10_000, show_default=True)
+@click.option("--identities", default=2_000, show_default=True)
+@click.option("--dim", default=256, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def synth(out, days, faces_per_day, identities, dim, seed) -> None:
+    """Write a labelled synthetic data set: OUT/day=YYYY-MM-DD/*.parquet."""
+    from .synth import SynthSpec, write_dataset
+
+    spec = SynthSpec(days=days, faces_per_day=faces_per_day, identities=identities, dim=dim, seed=seed)
+    for path in write_dataset(spec, out):
+        console.print(str(path))
+
+
+@main.command()
+@GALLERY_OPTION
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+def export(gallery, out) -> None:
+    """Write face_id, cluster_id of every face in the gallery."""
+    from .queries import export_assignments
+
+    try:
+        n = export_assignments(gallery, out)
+    except GalleryError as exc:
+        _fail(exc)
+    console.print(f"{n} faces written to {out}")
+
+
+@main.command("eval")
+@GALLERY_OPTION
+@click.option("--labels", required=True, multiple=True, type=click.Path(exists=True),
+              help="Parquet files or day directories with face_id and label (repeatable; extra args too).")
+@click.argument("more_labels", nargs=-1, type=click.Path(exists=True))
+def eval_cmd(gallery, labels, more_labels) -> None:
+    """Print clustering metrics of the gallery against labels, as one JSON object."""
+    from .queries import evaluate_gallery
+
+    try:
+        result = evaluate_gallery(gallery, [*labels, *more_labels])
+    except (GalleryError, InputError) as exc:
+        _fail(exc)
+    click.echo(json.dumps(result))
+
+
+@main.command()
+@GALLERY_OPTION
+def status(gallery) -> None:
+    """Days committed, clusters, faces and cluster sizes."""
+    from .queries import gallery_status
+    from .summary import print_status
+
+    try:
+        print_status(Console(), gallery_status(gallery))
+    except GalleryError as exc:
+        _fail(exc)
+
+
+@main.command("show-config")
+@CONFIG_OPTION
+@SET_OPTION
+def show_config(config_file, overrides) -> None:
+    """Print the resolved configuration as YAML."""
+    import yaml
+
+    try:
+        cfg = load_config(config_file, overrides)
+    except ConfigError as exc:
+        _fail(exc)
+    click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Typed, validated run configuration.
+
+Precedence (lowest first): packaged defaults < YAML file < environment (``DASKCLUSTER_SECTION__KEY=value``)
+< ``--set section.key=value``. Every similarity is a cosine similarity in [-1, 1].
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "DASKCLUSTER_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestConfig(_Section):
+    on_bad_row: Literal["quarantine", "error"] = "quarantine"
+    max_bad_fraction: float = Field(0.5, ge=0.0, le=1.0, description="abort when more rows than this are bad")
+    partition_mb: float = Field(64.0, gt=0, description="feature bytes per partition (float32)")
+    feature_column: str = "feature"
+    id_column: str = "face_id"
+
+
+class AssignConfig(_Section):
+    threshold: float = Field(0.55, ge=-1.0, le=1.0, description="cosine similarity to join a gallery cluster")
+
+
+class ClusterConfig(_Section):
+    threshold: float = Field(0.55, ge=-1.0, le=1.0, description="cosine similarity of a k-NN edge")
+    k: int = Field(10, ge=1, le=1024, description="neighbours per face in the k-NN graph")
+
+
+class SearchConfig(_Section):
+    exact: bool = False
+    flat_below: int = Field(20_000, ge=0, description="database vectors under which flat (exact) search is used")
+    nlist: int = Field(0, ge=0, description="IVF lists; 0 = chosen from the data size")
+    nprobe: int = Field(0, ge=0, description="IVF lists probed; 0 = chosen from nlist")
+    train_sample: int = Field(100_000, ge=1000, description="vectors sampled to train the coarse quantizer")
+    audit: bool = False
+    audit_sample: int = Field(2000, ge=10, description="queries checked against exact search when auditing")
+
+
+class GalleryConfig(_Section):
+    shards: int = Field(0, ge=0, description="gallery shards; 0 = one per worker at the first day")
+
+
+class DaskConfig(_Section):
+    workers: int = Field(0, ge=0, description="local workers; 0 = fit the machine")
+    threads_per_worker: int = Field(0, ge=0, description="0 = fit the machine")
+    memory_limit: str = "auto"
+    dashboard_port: int = Field(8787, ge=0, le=65535)
+
+
+class Config(_Section):
+    backend: Literal["auto", "cpu", "gpu"] = "cpu"
+    ingest: IngestConfig = IngestConfig()
+    assign: AssignConfig = AssignConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    search: SearchConfig = SearchConfig()
+    gallery: GalleryConfig = GalleryConfig()
+    dask: DaskConfig = DaskConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        """Stable hash of the resolved config, used to key artefacts."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown or invalid; the message names the field."""
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text) if text.strip() else ""
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key {dotted!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _env_overrides(environ: dict[str, str]) -> list[tuple[str, Any]]:
+    items = []
+    for name, value in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            dotted = name[len(ENV_PREFIX):].lower().replace("__", ".")
+            items.append((dotted, _parse_value(value)))
+    return items
+
+
+def parse_set(assignments: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
+    """Parse ``key=value`` strings (values are YAML scalars)."""
+    out = []
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        out.append((key.strip(), _parse_value(value)))
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                environ: dict[str, str] | None = None) -> Config:
+    """Resolve the configuration; raises ConfigError naming the offending key."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+        tree = loaded
+    env = os.environ if environ is None else environ
+    for dotted, value in _env_overrides(dict(env)) + parse_set(overrides):
+        _set_dotted(tree, dotted, value)
+    return validate_config(tree)
+
+
+def validate_config(tree: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise ConfigError(f"invalid config: {problems}") from None

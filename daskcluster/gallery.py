@@ -1,0 +1,167 @@
+"""The gallery on disk: an atomically swapped ``manifest.json`` pointing at versioned snapshots, and the
+per-day assignments, quarantine and reports.
+
+Layout (``vNNNNNN`` is the manifest version that wrote it; nothing is ever overwritten in place)::
+
+    manifest.json                               the single commit point
+    snapshots/vNNNNNN/shard-SSSSS.parquet       cluster_id, count, mean (of member unit features), first/last day
+    snapshots/vNNNNNN/quantizer.npy             IVF centroids shared by every shard (when the gallery is large)
+    assignments/day=D/vNNNNNN/part-PPPPP.parquet  face_id, cluster_id, decision, similarity, carried metadata
+    quarantine/day=D/vNNNNNN/part-PPPPP.parquet   rejected rows with ``reason``
+    reports/day=D/vNNNNNN/                      summary.json, config.yaml, dask-report.html
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class GalleryError(RuntimeError):
+    """The gallery cannot take this day (wrong dimension, day order, corrupt manifest, ...)."""
+
+
+@dataclass
+class DayRecord:
+    day: str
+    version: int
+    snapshot_before: str | None
+    snapshot: str
+    assignments: str
+    quarantine: str | None
+    report: str
+    input_checksum: str
+    config_digest: str
+    config: dict
+    next_cluster_id_before: int
+    next_cluster_id_after: int
+    n_clusters_after: int
+    n_faces_after: int
+    n_faces: int
+    n_quarantined: int
+    committed_at: str
+
+
+@dataclass
+class Manifest:
+    dim: int
+    n_shards: int
+    version: int = 0
+    next_cluster_id: int = 0
+    snapshot: str | None = None
+    n_clusters: int = 0
+    n_faces: int = 0
+    days: list[DayRecord] = field(default_factory=list)
+    format: int = FORMAT_VERSION
+
+    def day(self, day: str) -> DayRecord | None:
+        return next((d for d in self.days if d.day == day), None)
+
+    @property
+    def last_day(self) -> str | None:
+        return max((d.day for d in self.days), default=None)
+
+
+def read_manifest(gallery: str | Path) -> Manifest | None:
+    path = Path(gallery) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+        days = [DayRecord(**d) for d in raw.pop("days")]
+        manifest = Manifest(**raw, days=days)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise GalleryError(f"{path}: unreadable manifest ({exc})") from exc
+    if manifest.format != FORMAT_VERSION:
+        raise GalleryError(f"{path}: format {manifest.format} is not supported (expected {FORMAT_VERSION})")
+    return manifest
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same directory, fsync, rename over ``path``, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_manifest(gallery: str | Path, manifest: Manifest) -> None:
+    """Commit: atomically replace ``manifest.json``."""
+    data = json.dumps(asdict(manifest), indent=1, sort_keys=True).encode()
+    atomic_write_bytes(Path(gallery) / MANIFEST, data)
+
+
+def version_dir(kind: str, version: int, day: str | None = None) -> str:
+    """Gallery-relative directory of one version's output of ``kind``."""
+    base = kind if day is None else f"{kind}/day={day}"
+    return f"{base}/v{version:06d}"
+
+
+def remove_uncommitted(gallery: str | Path, rel_dirs: list[str]) -> None:
+    """Delete what a failed run wrote, and the directories it created that are now empty."""
+    root = Path(gallery)
+    for rel in rel_dirs:
+        target = root / rel
+        shutil.rmtree(target, ignore_errors=True)
+        for parent in target.parents:
+            if parent == root or not parent.is_relative_to(root):
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def committed_assignment_files(gallery: str | Path, manifest: Manifest | None) -> list[Path]:
+    if manifest is None:
+        return []
+    root = Path(gallery)
+    return [f for d in sorted(manifest.days, key=lambda r: r.day)
+            for f in sorted((root / d.assignments).glob("*.parquet"))]
+
+
+def read_face_ids(path: str | Path) -> np.ndarray:
+    return pq.read_table(path, columns=["face_id"])[0].to_numpy()
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

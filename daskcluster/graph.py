@@ -1,0 +1,45 @@
+"""Step 2's k-NN graph among the unassigned faces: every partition's unassigned faces become a shard,
+every partition is searched against every shard, and edges at or above ``cluster.threshold`` are kept.
+
+Vertices are numbered by position in input order among the unassigned faces (partition offset + row).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ingest import Part
+from .search import IndexSpec, Shard, build_shard, sample_rows, search_shard
+
+
+def graph_shard(part: Part, offset: int, spec: IndexSpec, centroids: np.ndarray | None,
+                backend: str) -> Shard:
+    """The ``knn-build`` task: index a partition's unassigned faces under their vertex numbers."""
+    x = part.x[part.unassigned]
+    return build_shard(np.arange(offset, offset + len(x), dtype=np.int64), x, spec, centroids, backend)
+
+
+def graph_sample(part: Part, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``knn-sample`` task: the partition's share of the quantizer training sample."""
+    mask = part.unassigned
+    return sample_rows(part.ids[mask], part.x[mask], n_max)
+
+
+def knn_search(shard: Shard, part: Part, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``knn-search`` task: top-k neighbours of the unassigned faces in one shard (callers ask for
+    ``cluster.k + 1``: a face finds itself)."""
+    return search_shard(shard, part.x[part.unassigned], k)
+
+
+def edges(best: tuple[np.ndarray, np.ndarray], offset: int, threshold: float) -> np.ndarray:
+    """The ``edges`` task: ``(src, dst, sim)`` rows with ``src < dst`` and ``sim >= threshold``.
+
+    Returned as a structured array; an edge found from both ends appears once per end and is harmless.
+    """
+    D, I = best
+    src = np.repeat(np.arange(offset, offset + len(D), dtype=np.int64), D.shape[1] if len(D) else 0)
+    dst, sim = I.ravel(), D.ravel()
+    keep = (dst >= 0) & (dst != src) & (sim >= threshold)
+    src, dst, sim = src[keep], dst[keep], sim[keep]
+    out = np.empty(len(src), dtype=[("src", np.int64), ("dst", np.int64), ("sim", np.float32)])
+    out["src"], out["dst"], out["sim"] = np.minimum(src, dst), np.maximum(src, dst), sim
+    return out

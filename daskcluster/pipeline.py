@@ -1,0 +1,367 @@
+"""The day pipeline on Dask: ingest -> assign -> cluster the rest -> merge and commit.
+
+Every stage is a set of tasks on the cluster; the driver holds futures and small per-partition counts,
+never feature vectors. Stage functions live in their own modules; this one only wires them together.
+"""
+from __future__ import annotations
+
+import logging
+import operator
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from distributed import Client, Future, as_completed, performance_report
+
+from . import assign, components, graph, ingest, outputs, shards
+from .config import Config
+from .gallery import DayRecord, Manifest, now_utc, read_face_ids, remove_uncommitted, write_manifest
+from .io import InputError
+from .plan import DayPlan, output_dirs, plan_day
+from .report import quality, write_report
+from .search import IndexSpec, Shard, choose_index, edge_recall, merge_topk, sample_rows, search_shard, \
+    train_quantizer
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    def start(self, stage: str, total: int) -> None: ...
+    def advance(self, stage: str) -> None: ...
+    def finish(self, stage: str, seconds: float) -> None: ...
+
+
+class NullProgress:
+    def start(self, stage: str, total: int) -> None:
+        log.info("stage %s: %d tasks", stage, total)
+
+    def advance(self, stage: str) -> None:
+        pass
+
+    def finish(self, stage: str, seconds: float) -> None:
+        log.info("stage %s done in %.2f s", stage, seconds)
+
+
+@dataclass
+class DayState:
+    """Futures and driver-side counts threaded through the stages."""
+
+    parts: list[Future] = field(default_factory=list)
+    tables: list[Future] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class DayRunner:
+    """Runs the stages of one planned day on a Dask client."""
+
+    def __init__(self, client: Client, cfg: Config, plan: DayPlan, progress: Progress | None = None):
+        self.client, self.cfg, self.plan = client, cfg, plan
+        self.progress = progress or NullProgress()
+        self.token = uuid.uuid4().hex
+        self.state = DayState()
+        self.dirs = {k: str(plan.gallery / v) for k, v in output_dirs(plan).items()}
+        self.backend = cfg.backend
+
+    def submit(self, name: str, fn: Callable, *args: Any, **kwargs: Any) -> Future:
+        """Submit a task whose dashboard name is ``name``."""
+        return self.client.submit(fn, *args, key=f"{name}-{self.token}-{uuid.uuid4().hex[:8]}", **kwargs)
+
+    def wait(self, stage: str, futures: list[Future]) -> list[Future]:
+        """Wait for a stage's tasks, reporting progress; re-raises the first task error."""
+        t0 = time.perf_counter()
+        self.progress.start(stage, len(futures))
+        for fut in as_completed(futures):
+            if fut.status == "error":
+                fut.result()
+            self.progress.advance(stage)
+        seconds = time.perf_counter() - t0
+        self.state.timings[stage] = self.state.timings.get(stage, 0.0) + seconds
+        self.progress.finish(stage, seconds)
+        return futures
+
+    def gather(self, futures: list[Future]) -> list[Any]:
+        return self.client.gather(futures)
+
+    def pick(self, name: str, fut: Future, i: int) -> Future:
+        return self.submit(name, operator.getitem, fut, i)
+
+
+# --------------------------------------------------------------------------------------------- ingest
+def _reason_counts(part: ingest.Part) -> Counter:
+    return Counter() if part.bad is None else Counter(part.bad.column("reason").to_pylist())
+
+
+def _known_buckets(path: str, n_buckets: int) -> list:
+    return ingest.bucket_known_ids(read_face_ids(path), n_buckets)
+
+
+def _dedupe(r: DayRunner, parts: list[Future]) -> list[Future]:
+    """Duplicates within the day and against the gallery, bucketed by id hash across tasks."""
+    n_b = max(1, min(len(parts), 16))
+    buckets = [r.submit("id-buckets", ingest.bucket_ids, p, n_b) for p in parts]
+    files = [str(f) for d in r.plan.base.days for f in sorted((r.plan.gallery / d.assignments).glob("*.parquet"))]
+    known = [r.submit("gallery-ids", _known_buckets, f, n_b) for f in files]
+    dups = [r.submit("duplicates", ingest.find_duplicates, [r.pick("bucket", b, j) for b in buckets],
+                     [r.pick("bucket", k, j) for k in known]) for j in range(n_b)]
+    return [r.submit("dedupe", ingest.drop_rows, p, dups, r.cfg.ingest) for p in parts]
+
+
+def _check_bad_fraction(r: DayRunner, parts: list[Future]) -> None:
+    counts = r.gather([r.submit("count", ingest.count_rows, p) for p in parts])
+    n_ok, n_bad = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    r.state.counts.update(faces_in=n_ok + n_bad, faces_valid=n_ok, quarantined=n_bad,
+                          part_sizes=[c[0] for c in counts])
+    reasons = sum(r.gather([r.submit("reasons", _reason_counts, p) for p in parts]), Counter())
+    r.state.counts["quarantine_reasons"] = dict(reasons.most_common())
+    limit = r.cfg.ingest.max_bad_fraction
+    if n_ok == 0 or n_bad > limit * (n_ok + n_bad):
+        raise InputError(f"{n_bad} of {n_ok + n_bad} rows of {r.plan.files[0].parent} are bad (more than "
+                         f"ingest.max_bad_fraction={limit}); reasons: {dict(reasons.most_common(5))}")
+
+
+def stage_ingest(r: DayRunner) -> None:
+    spec_dim, icfg = r.plan.dim, r.cfg.ingest
+    parts = r.wait("ingest", [r.submit("ingest", ingest.ingest_partition, s, spec_dim, icfg)
+                              for s in r.plan.partitions])
+    r.state.parts = r.wait("dedupe", _dedupe(r, parts))
+    _check_bad_fraction(r, r.state.parts)
+
+
+# --------------------------------------------------------------------------------------------- search
+def _quantizer(r: DayRunner, spec: IndexSpec, samples: list[Future], stage: str) -> Future | None:
+    """Train the shared IVF quantizer on a worker from per-partition samples (None for flat search)."""
+    if spec.is_flat:
+        return None
+    n_max = max(r.cfg.search.train_sample, 39 * spec.nlist)
+    fut = r.submit(f"{stage}-train", train_quantizer, samples, spec.nlist, n_max, r.backend)
+    return r.wait(f"{stage}-train", [fut])[0]
+
+
+def _search_all(r: DayRunner, name: str, shard_futs: list[Future], queries: list[Future],
+                fn: Callable, k: int, **kw: Any) -> list[Future]:
+    """Every query partition against every shard, merged per partition (top-k by similarity, then id)."""
+    merged = []
+    for q in queries:
+        per_shard = [r.submit(f"{name}-search", fn, s, q, k, **kw) for s in shard_futs]
+        merged.append(r.submit(f"{name}-merge", merge_topk, per_shard, k))
+    return merged
+
+
+# --------------------------------------------------------------------------------------------- assign
+def _gallery_sample(table: shards.ClusterShard, n_max: int) -> tuple:
+    return sample_rows(table.cluster_id, table.centres(), n_max)
+
+
+def stage_assign(r: DayRunner) -> None:
+    plan, cfg = r.plan, r.cfg
+    if plan.base.n_clusters == 0:
+        r.state.parts = r.wait("assign", [r.submit("assign-skip", assign.unassigned_part, p)
+                                          for p in r.state.parts])
+        r.state.tables = [r.submit("load-shard", shards.empty_shard, s, plan.dim) for s in range(plan.n_shards)]
+        r.state.counts["assigned"] = 0
+        return
+    snapshot = str(plan.gallery / plan.base.snapshot)
+    tables = r.wait("load-shard", [r.submit("load-shard", shards.load_shard, snapshot, s, plan.dim)
+                                   for s in range(plan.n_shards)])
+    spec = choose_index(plan.base.n_clusters, cfg.search)
+    n_max = max(cfg.search.train_sample, 39 * spec.nlist)
+    centroids = _quantizer(r, spec, [r.submit("gallery-sample", _gallery_sample, t, n_max) for t in tables],
+                           "assign")
+    index = [r.submit("gallery-index", assign.gallery_search_shard, t, spec, centroids, r.backend) for t in tables]
+    best = _search_all(r, "assign", index, r.state.parts, assign.search_part, assign.ASSIGN_K)
+    parts = [r.submit("assign-decide", assign.decide, p, b, cfg.assign.threshold)
+             for p, b in zip(r.state.parts, best)]
+    r.state.parts, r.state.tables = r.wait("assign", parts), tables
+    r.state.counts["assigned"] = sum(r.gather([r.submit("count", _count_assigned, p) for p in parts]))
+    r.state.counts["assign_index"] = "flat" if spec.is_flat else f"IVF{spec.nlist},Flat nprobe={spec.nprobe}"
+
+
+def _count_assigned(part: ingest.Part) -> int:
+    return int((part.cluster_id >= 0).sum())
+
+
+def _count_unassigned(part: ingest.Part) -> int:
+    return int(part.unassigned.sum())
+
+
+# --------------------------------------------------------------------------------------------- cluster
+def _graph_index(r: DayRunner, offsets: list[int], n_total: int) -> tuple[list[Future], IndexSpec]:
+    spec = choose_index(n_total, r.cfg.search)
+    n_max = max(r.cfg.search.train_sample, 39 * spec.nlist)
+    samples = [] if spec.is_flat else [r.submit("knn-sample", graph.graph_sample, p, n_max) for p in r.state.parts]
+    centroids = _quantizer(r, spec, samples, "knn")
+    built = [r.submit("knn-build", graph.graph_shard, p, off, spec, centroids, r.backend)
+             for p, off in zip(r.state.parts, offsets)]
+    return r.wait("knn-build", built), spec
+
+
+def stage_cluster(r: DayRunner) -> list[Future]:
+    """Step 2; returns, per partition, a future of the new cluster ids of its unassigned faces."""
+    cfg = r.cfg.cluster
+    sizes = r.gather([r.submit("count", _count_unassigned, p) for p in r.state.parts])
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    n_total = sum(sizes)
+    gshards, spec = _graph_index(r, offsets, n_total)
+    r.state.counts["knn_index"] = "flat" if spec.is_flat else f"IVF{spec.nlist},Flat nprobe={spec.nprobe}"
+    best = _search_all(r, "knn", gshards, r.state.parts, graph.knn_search, cfg.k + 1)
+    edge_futs = r.wait("edges", [r.submit("edges", graph.edges, b, off, cfg.threshold)
+                                 for b, off in zip(best, offsets)])
+    if r.cfg.search.audit:
+        r.state.counts["edge_recall"] = audit_edges(r, gshards, best, spec)
+    vids = [r.submit("vertex-ids", components.unassigned_ids, p) for p in r.state.parts]
+    comp = r.submit("components", components.label_components, n_total, edge_futs, vids,
+                    r.plan.base.next_cluster_id, r.backend)
+    result = r.wait("components", [comp])[0]
+    stats = r.gather(r.submit("component-stats", _component_stats, result))
+    r.state.counts.update(stats, edges=sum(r.gather([r.submit("count", len, e) for e in edge_futs])))
+    return [r.submit("labels", components.part_labels, result, off, off + n) for off, n in zip(offsets, sizes)]
+
+
+def _component_stats(result: components.ComponentResult) -> dict[str, int]:
+    return {"new_clusters": result.n_clusters, "singletons": result.n_singletons,
+            "largest_new_cluster": result.largest}
+
+
+# --------------------------------------------------------------------------------------------- audit
+def _audit_queries(part: ingest.Part, best: tuple, m: int) -> tuple:
+    """Up to ``m`` unassigned faces of a partition (smallest id hashes) and their approximate top-k."""
+    mask = part.unassigned
+    pick = sample_rows(part.ids[mask], np.arange(int(mask.sum())), m)[1].astype(np.int64)
+    return part.x[mask][pick], best[0][pick]
+
+
+def _concat_queries(items: list[tuple]) -> tuple:
+    return np.concatenate([i[0] for i in items]), np.concatenate([i[1] for i in items])
+
+
+def _exact_search(shard, queries: tuple, k: int) -> tuple:
+    """Exact top-k by inner product of the audit queries in one shard (numpy, no index)."""
+    flat = Shard(ids=shard.ids, xb=shard.xb, centroids=None, nprobe=0, backend=shard.backend)
+    return search_shard(flat, queries[0], k)
+
+
+def _recall(exact: tuple, queries: tuple, threshold: float) -> tuple[int, int]:
+    return edge_recall(queries[1], exact[0], threshold)
+
+
+def audit_edges(r: DayRunner, gshards: list[Future], best: list[Future], spec: IndexSpec) -> float:
+    """Recall of the k-NN edges >= ``cluster.threshold`` on a sample, against exact search."""
+    if spec.is_flat:
+        return 1.0
+    m = max(1, r.cfg.search.audit_sample // max(1, len(best)))
+    q = r.submit("audit-queries", _concat_queries,
+                 [r.submit("audit-queries", _audit_queries, p, b, m) for p, b in zip(r.state.parts, best)])
+    k = r.cfg.cluster.k + 1
+    exact = r.submit("audit-merge", merge_topk, [r.submit("audit-search", _exact_search, s, q, k)
+                                                 for s in gshards], k)
+    found, total = r.gather(r.submit("audit-recall", _recall, exact, q, r.cfg.cluster.threshold))
+    log.info("edge recall audit: %d of %d exact edges >= %.3f found", found, total, r.cfg.cluster.threshold)
+    return found / total if total else 1.0
+
+
+# --------------------------------------------------------------------------------------------- merge
+def _shard_update(table: shards.ClusterShard, existing: list, new: list, day: str) -> shards.ClusterShard:
+    dim = table.mean.shape[1]
+    return shards.update_shard(table, shards.reduce_sums(existing, dim), shards.reduce_sums(new, dim), day)
+
+
+def _shard_stats(table: shards.ClusterShard) -> tuple[int, int, int]:
+    return len(table), int(table.count.sum()), int(table.count.max()) if len(table) else 0
+
+
+def stage_merge(r: DayRunner, labels: list[Future]) -> None:
+    """Centre updates and new clusters at their shards; the snapshot, assignments and quarantine written."""
+    n_s, parts = r.plan.n_shards, r.state.parts
+    old = [r.submit("centre-sums", assign.assigned_sums, p, n_s) for p in parts]
+    new = [r.submit("new-centres", components.new_cluster_sums, p, lab, n_s) for p, lab in zip(parts, labels)]
+    updated = [r.submit("centre-update", _shard_update, t, [r.pick("sums", o, s) for o in old],
+                        [r.pick("sums", n, s) for n in new], r.plan.day) for s, t in enumerate(r.state.tables)]
+    r.wait("centre-update", updated)
+    writes = [r.submit("write-shard", shards.write_shard, t, r.dirs["snapshot"]) for t in updated]
+    writes += [r.submit("write-assignments", outputs.write_outputs, p, lab, r.dirs["assignments"],
+                        r.dirs["quarantine"], r.cfg.ingest.id_column) for p, lab in zip(parts, labels)]
+    r.wait("write", writes)
+    stats = r.gather([r.submit("shard-stats", _shard_stats, t) for t in updated])
+    r.state.counts.update(gallery_clusters=sum(s[0] for s in stats), gallery_faces=sum(s[1] for s in stats),
+                          largest_cluster=max((s[2] for s in stats), default=0))
+
+
+# --------------------------------------------------------------------------------------------- commit
+@dataclass
+class DayResult:
+    status: str            # "committed" or "skipped"
+    day: str
+    message: str
+    summary: dict = field(default_factory=dict)
+
+
+def _summary(r: DayRunner) -> dict:
+    c = r.state.counts
+    files = [f for d in r.plan.base.days for f in sorted((r.plan.gallery / d.assignments).glob("*.parquet"))]
+    today = sorted(Path(r.dirs["assignments"]).glob("*.parquet"))
+    summary = {"day": r.plan.day, "version": r.plan.version, "input": [str(f) for f in r.plan.files],
+               **{k: v for k, v in c.items() if k != "part_sizes"}, "stage_seconds": r.state.timings}
+    summary["quality_day"] = quality(today)
+    summary["quality_gallery"] = quality(files + today) if r.plan.base.days else summary["quality_day"]
+    return summary
+
+
+def commit(r: DayRunner, summary: dict) -> None:
+    """Write the report, then swap the manifest: the day is committed when the rename lands."""
+    plan, base, c = r.plan, r.plan.base, r.state.counts
+    write_report(Path(r.dirs["report"]), summary, r.cfg.to_dict())
+    rel = output_dirs(plan)
+    record = DayRecord(
+        day=plan.day, version=plan.version, snapshot_before=base.snapshot, snapshot=rel["snapshot"],
+        assignments=rel["assignments"], quarantine=rel["quarantine"] if c["quarantined"] else None,
+        report=rel["report"], input_checksum=plan.checksum, config_digest=r.cfg.digest(), config=r.cfg.to_dict(),
+        next_cluster_id_before=base.next_cluster_id, next_cluster_id_after=base.next_cluster_id + c["new_clusters"],
+        n_clusters_after=c["gallery_clusters"], n_faces_after=c["gallery_faces"], n_faces=c["faces_valid"],
+        n_quarantined=c["quarantined"], committed_at=now_utc())
+    manifest = Manifest(dim=plan.dim, n_shards=plan.n_shards, version=plan.version,
+                        next_cluster_id=record.next_cluster_id_after, snapshot=record.snapshot,
+                        n_clusters=record.n_clusters_after, n_faces=record.n_faces_after,
+                        days=[*base.days, record])
+    write_manifest(plan.gallery, manifest)
+
+
+def _run_stages(r: DayRunner) -> dict:
+    t0 = time.perf_counter()
+    stage_ingest(r)
+    stage_assign(r)
+    labels = stage_cluster(r)
+    stage_merge(r, labels)
+    r.state.timings["total"] = time.perf_counter() - t0
+    summary = _summary(r)
+    commit(r, summary)
+    return summary
+
+
+def run_day(client: Client, input_path: str | Path, gallery: str | Path, cfg: Config, day: str | None = None,
+            force: bool = False, progress: Progress | None = None) -> DayResult:
+    """Run one day into the gallery; the gallery is unchanged unless the day commits."""
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    plan = plan_day(input_path, gallery, cfg, day, force, n_workers)
+    if plan.skip_reason:
+        log.warning(plan.skip_reason)
+        return DayResult("skipped", plan.day, plan.skip_reason)
+    if plan.dropped_days:
+        log.warning("recomputing %s drops the committed days %s from the gallery", plan.day, plan.dropped_days)
+    root_existed = plan.gallery.exists()
+    runner = DayRunner(client, cfg, plan, progress)
+    try:
+        with performance_report(filename=str(plan.gallery / output_dirs(plan)["report"] / "dask-report.html")):
+            summary = _run_stages(runner)
+    except BaseException:
+        remove_uncommitted(plan.gallery, list(output_dirs(plan).values()))
+        if not root_existed:
+            shutil.rmtree(plan.gallery, ignore_errors=True)
+        raise
+    return DayResult("committed", plan.day, f"day {plan.day} committed as version {plan.version}", summary)
