@@ -44,8 +44,17 @@ class RichStageProgress:
 
 def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=console)])
-    logging.getLogger("daskcluster").setLevel(min(level, logging.INFO))
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console)])
+    logging.getLogger("daskcluster").setLevel(level)
+
+
+def _quiet_dask() -> None:
+    """distributed sets its own log levels when imported: turn them down after that."""
+    import distributed  # noqa: F401
+
+    if log.getEffectiveLevel() > logging.DEBUG:
+        for name in ("distributed", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _fail(exc: Exception) -> None:
@@ -60,21 +69,12 @@ def main(verbose: int) -> None:
     _setup_logging(verbose)
 
 
-@main.command("run-day")
-@click.option("--input", "input_path", required=True, type=click.Path(), help="Parquet file or directory.")
-@GALLERY_OPTION
-@click.option("--day", help="YYYY-MM-DD (default: from a day=YYYY-MM-DD input path).")
-@CONFIG_OPTION
-@SET_OPTION
-@click.option("--workers", type=int, help="Local Dask workers (default: fit the machine).")
-@click.option("--scheduler", help="Address of an existing Dask scheduler.")
-@click.option("--force", is_flag=True, help="Recompute a committed (or earlier) day.")
-def run_day_cmd(input_path, gallery, day, config_file, overrides, workers, scheduler, force) -> None:
-    """Run one day: assign to the gallery, cluster the rest, commit."""
+def _run_day(input_path, gallery, day, config_file, overrides, workers, scheduler, force) -> None:
     from .cluster import connect
     from .pipeline import run_day
     from .summary import print_summary
 
+    _quiet_dask()
     try:
         cfg = load_config(config_file, overrides)
         with connect(cfg.dask, scheduler, workers) as client:
@@ -85,6 +85,43 @@ def run_day_cmd(input_path, gallery, day, config_file, overrides, workers, sched
     except (ConfigError, InputError, GalleryError) as exc:
         _fail(exc)
     print_summary(console, result)
+
+
+WORKERS_OPTION = click.option("--workers", type=int, help="Local Dask workers (default: fit the machine).")
+SCHEDULER_OPTION = click.option("--scheduler", help="Address of an existing Dask scheduler.")
+
+
+@main.command("run-day")
+@click.option("--input", "input_path", required=True, type=click.Path(), help="Parquet file or directory.")
+@GALLERY_OPTION
+@click.option("--day", help="YYYY-MM-DD (default: from a day=YYYY-MM-DD input path).")
+@CONFIG_OPTION
+@SET_OPTION
+@WORKERS_OPTION
+@SCHEDULER_OPTION
+@click.option("--force", is_flag=True, help="Recompute a committed (or earlier) day.")
+def run_day_cmd(input_path, gallery, day, config_file, overrides, workers, scheduler, force) -> None:
+    """Run one day: assign to the gallery, cluster the rest, commit."""
+    _run_day(input_path, gallery, day, config_file, overrides, workers, scheduler, force)
+
+
+@main.command()
+@click.option("--data", default="data/demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--gallery", default="data/gallery", show_default=True, type=click.Path(file_okay=False))
+@CONFIG_OPTION
+@SET_OPTION
+@WORKERS_OPTION
+@SCHEDULER_OPTION
+def demo(data, gallery, config_file, overrides, workers, scheduler) -> None:
+    """Generate the labelled demo data once, then run its next uncommitted day."""
+    from .demo import next_demo_day
+
+    day_dir = next_demo_day(data, gallery)
+    if day_dir is None:
+        console.print(f"every demo day in {data} is committed to {gallery}; remove {gallery} to start over")
+        return
+    console.print(f"demo day: {day_dir}")
+    _run_day(str(day_dir), gallery, None, config_file, overrides, workers, scheduler, False)
 
 
 @main.command()

@@ -62,7 +62,7 @@ def connect(cfg: DaskConfig, scheduler: str | None = None, workers: int | None =
     port = free_port(cfg.dashboard_port)
     with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
                       memory_limit=cfg.memory_limit, dashboard_address=f":{port}",
-                      silence_logs=logging.WARNING) as local, Client(local) as client:
+                      silence_logs=logging.ERROR) as local, Client(local) as client:
         client.register_plugin(FaissThreads(max(1, (os.cpu_count() or 1) // (n_workers * threads))))
         log.info("local Dask cluster: %d workers x %d threads", n_workers, threads)
         yield client

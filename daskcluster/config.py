@@ -30,11 +30,11 @@ class IngestConfig(_Section):
 
 
 class AssignConfig(_Section):
-    threshold: float = Field(0.55, ge=-1.0, le=1.0, description="cosine similarity to join a gallery cluster")
+    threshold: float = Field(0.6, ge=-1.0, le=1.0, description="cosine similarity to join a gallery cluster")
 
 
 class ClusterConfig(_Section):
-    threshold: float = Field(0.55, ge=-1.0, le=1.0, description="cosine similarity of a k-NN edge")
+    threshold: float = Field(0.6, ge=-1.0, le=1.0, description="cosine similarity of a k-NN edge")
     k: int = Field(10, ge=1, le=1024, description="neighbours per face in the k-NN graph")
 
 

@@ -12,7 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from daskcluster import synth
-from daskcluster.synth import SynthSpec, generate_day, generate_day_arrays, lookalike_pairs, population, write_dataset
+from daskcluster.synth import (
+    SynthSpec,
+    generate_day,
+    generate_day_arrays,
+    lookalike_pairs,
+    population,
+    write_dataset,
+)
 
 SMALL = SynthSpec(days=3, faces_per_day=400, identities=150, dim=32, seed=7, files_per_day=2)
 REALISM = SynthSpec(days=1, faces_per_day=5000, identities=1000, dim=128, seed=1)
@@ -28,7 +35,11 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _read_days(dirs: list[Path]) -> list[pa.Table]:
-    return [pq.read_table(sorted(d.glob("*.parquet"))) for d in dirs]
+    """Each day's files concatenated, cast to the day schema (Parquet renames the list child)."""
+    def read(d: Path) -> pa.Table:
+        parts = [pq.ParquetFile(f).read() for f in sorted(d.glob("*.parquet"))]
+        return pa.concat_tables(parts).cast(synth.day_schema(parts[0].schema.field("feature").type.list_size))
+    return [read(d) for d in dirs]
 
 
 # ---------------------------------------------------------------------------------------------- format

@@ -1,0 +1,124 @@
+"""End to end on a real LocalCluster: three labelled days, quality, idempotence, order rules, and exact
+mode against the single-process numpy reference of the two steps."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from daskcluster.gallery import GalleryError, read_manifest
+from daskcluster.metrics import bcubed
+from daskcluster.pipeline import run_day
+from daskcluster.queries import evaluate_gallery, face_clusters, gallery_status
+
+from .conftest import make_config, tree_digest
+from .reference import ReferenceGallery
+
+pytestmark = pytest.mark.distributed
+
+EXACT = ("search.exact=true", "assign.threshold=0.5", "cluster.threshold=0.5", "cluster.k=10")
+
+
+def _read_day(day_dir):
+    t = pq.read_table(day_dir)
+    x = np.stack(t.column("feature").to_numpy(zero_copy_only=False)).astype(np.float32)
+    return t.column("face_id").to_numpy(), x, t.column("label").to_numpy()
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+@pytest.fixture(scope="module")
+def three_days(client, small_days, tmp_path_factory):
+    gallery = tmp_path_factory.mktemp("g3") / "gallery"
+    cfg = make_config()
+    results = [run_day(client, d, gallery, cfg) for d in small_days]
+    return gallery, results
+
+
+def test_three_days_commit_and_quality(three_days, small_days):
+    gallery, results = three_days
+    assert [r.status for r in results] == ["committed"] * 3
+    manifest = read_manifest(gallery)
+    assert [d.day for d in manifest.days] == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert manifest.n_faces == 4500 and manifest.version == 3
+    assert results[1].summary["assigned"] > 0.5 * 1500  # identities recur: most day-2 faces join clusters
+    metrics = evaluate_gallery(gallery, small_days)
+    assert metrics["n"] == 4500
+    assert metrics["bcubed_precision"] >= 0.95
+    assert metrics["bcubed_recall"] >= 0.6
+
+
+def test_rerun_is_noop_and_gallery_unchanged(client, three_days, small_days):
+    gallery, _ = three_days
+    before = tree_digest(gallery)
+    result = run_day(client, small_days[1], gallery, make_config())
+    assert result.status == "skipped" and "already committed" in result.message
+    assert tree_digest(gallery) == before
+
+
+def test_earlier_day_refused_unless_forced(client, small_days, tmp_path):
+    gallery = tmp_path / "g"
+    cfg = make_config()
+    run_day(client, small_days[0], gallery, cfg)
+    run_day(client, small_days[2], gallery, cfg)
+    before = tree_digest(gallery)
+    with pytest.raises(GalleryError, match="before the last committed day"):
+        run_day(client, small_days[1], gallery, cfg)
+    assert tree_digest(gallery) == before
+    forced = run_day(client, small_days[1], gallery, cfg, force=True)
+    assert forced.status == "committed"
+    assert [d.day for d in read_manifest(gallery).days] == ["2026-01-01", "2026-01-02"]
+
+
+def test_force_recomputes_same_result(client, small_days, tmp_path):
+    gallery = tmp_path / "g"
+    cfg = make_config(*EXACT)
+    for d in small_days[:2]:
+        run_day(client, d, gallery, cfg)
+    first = face_clusters(gallery).to_pandas().sort_values("face_id").reset_index(drop=True)
+    again = run_day(client, small_days[1], gallery, cfg, force=True)
+    assert again.status == "committed"
+    second = face_clusters(gallery).to_pandas().sort_values("face_id").reset_index(drop=True)
+    assert first.equals(second)
+    assert read_manifest(gallery).version == 3
+
+
+def test_exact_mode_matches_numpy_reference(client, small_days, tmp_path):
+    gallery = tmp_path / "g"
+    cfg = make_config(*EXACT)
+    ref = ReferenceGallery()
+    for d in small_days:
+        run_day(client, d, gallery, cfg)
+        ids, x, _ = _read_day(d)
+        expected = ref.run_day(ids, x, 0.5, 0.5, 10)
+        got = face_clusters(gallery).to_pandas().set_index("face_id").loc[ids, "cluster_id"].to_numpy()
+        assert _same_partition(got, expected), f"day {d.name} differs from the reference"
+        np.testing.assert_array_equal(got, expected)  # even the ids: counter order by smallest face_id
+
+
+def test_default_search_close_to_exact(client, tmp_path):
+    from daskcluster.synth import SynthSpec, write_dataset
+
+    days = write_dataset(SynthSpec(days=1, faces_per_day=30_000, identities=3000, dim=64, seed=5), tmp_path / "d")
+    f = {}
+    for mode, extra in (("exact", ("search.exact=true",)), ("ivf", ("search.audit=true",))):
+        res = run_day(client, days[0], tmp_path / mode, make_config(*extra))
+        f[mode] = evaluate_gallery(tmp_path / mode, days)["bcubed_f"]
+    assert res.summary["knn_index"].startswith("IVF")
+    assert res.summary["edge_recall"] >= 0.98
+    assert abs(f["exact"] - f["ivf"]) <= 0.02
+
+
+def test_status_and_report(three_days):
+    gallery, results = three_days
+    status = gallery_status(gallery)
+    assert status["faces"] == 4500 and len(status["days"]) == 3
+    report = gallery / read_manifest(gallery).days[-1].report
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["quality_gallery"]["n"] == 4500
+    assert (report / "dask-report.html").exists() and (report / "config.yaml").exists()
