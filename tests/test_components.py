@@ -1,0 +1,41 @@
+import numpy as np
+
+from daskcluster.components import label_components
+from daskcluster.graph import edges
+from daskcluster.shards import ClusterSums, empty_shard, group_sums, reduce_sums, update_shard
+
+
+def _edges(pairs):
+    e = np.empty(len(pairs), dtype=[("src", np.int64), ("dst", np.int64), ("sim", np.float32)])
+    for i, (a, b) in enumerate(pairs):
+        e[i] = (a, b, 0.9)
+    return e
+
+
+def test_cluster_ids_follow_smallest_face_id():
+    # vertices 0..5 with face ids; components {0,1}, {2}, {3,4,5}
+    face_ids = [np.array([50, 10, 40]), np.array([30, 20, 60])]
+    res = label_components(6, [_edges([(0, 1)]), _edges([(3, 4), (4, 5)])], face_ids, 100, "cpu")
+    # smallest face ids: {0,1} -> 10, {3,4,5} -> 20, {2} -> 40
+    assert res.cluster_id.tolist() == [100, 100, 102, 101, 101, 101]
+    assert (res.n_clusters, res.n_singletons, res.largest) == (3, 1, 3)
+
+
+def test_edges_threshold_and_self_loops():
+    D = np.array([[1.0, 0.7, 0.4], [1.0, 0.65, 0.2]], np.float32)
+    I = np.array([[10, 11, -1], [11, 10, 12]])
+    e = edges((D, I), 10, 0.6)
+    assert sorted(zip(e["src"].tolist(), e["dst"].tolist())) == [(10, 11), (10, 11)]
+
+
+def test_shard_update_is_exact_mean():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10, 4))
+    shard = update_shard(empty_shard(0, 4), ClusterSums(np.empty(0, np.int64), np.empty((0, 4)), np.empty(0, np.int64)),
+                         group_sums(np.array([0] * 6 + [2] * 4), x), "2026-01-01")
+    more = rng.standard_normal((3, 4))
+    shard = update_shard(shard, reduce_sums([group_sums(np.array([2, 2]), more[:2]),
+                                             group_sums(np.array([2]), more[2:])], 4),
+                         ClusterSums(np.empty(0, np.int64), np.empty((0, 4)), np.empty(0, np.int64)), "2026-01-02")
+    np.testing.assert_allclose(shard.mean[1], np.concatenate([x[6:], more]).mean(axis=0), rtol=1e-6)
+    assert shard.count.tolist() == [6, 7] and str(shard.last_day[1]) == "2026-01-02"
