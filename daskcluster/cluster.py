@@ -44,7 +44,7 @@ class FaissThreads(WorkerPlugin):
     def __init__(self, threads: int):
         self.threads = threads
 
-    def setup(self, worker) -> None:  # noqa: ANN001 - distributed's signature
+    def setup(self, worker) -> None:
         import faiss
 
         faiss.omp_set_num_threads(self.threads)

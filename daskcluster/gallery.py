@@ -164,4 +164,4 @@ def read_face_ids(path: str | Path) -> np.ndarray:
 
 
 def now_utc() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -25,8 +25,16 @@ from .gallery import DayRecord, Manifest, now_utc, read_face_ids, remove_uncommi
 from .io import InputError
 from .plan import DayPlan, output_dirs, plan_day
 from .report import quality, write_report
-from .search import IndexSpec, Shard, choose_index, edge_recall, merge_topk, sample_rows, search_shard, \
-    train_quantizer
+from .search import (
+    IndexSpec,
+    Shard,
+    choose_index,
+    edge_recall,
+    merge_topk,
+    sample_rows,
+    search_shard,
+    train_quantizer,
+)
 
 log = logging.getLogger(__name__)
 

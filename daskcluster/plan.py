@@ -8,8 +8,16 @@ from pathlib import Path
 
 from .config import Config
 from .gallery import DayRecord, GalleryError, Manifest, read_manifest, version_dir
-from .io import InputError, InputFile, PartitionSpec, discover_inputs, infer_day, input_checksum, \
-    inspect_inputs, plan_partitions
+from .io import (
+    InputError,
+    InputFile,
+    PartitionSpec,
+    discover_inputs,
+    infer_day,
+    input_checksum,
+    inspect_inputs,
+    plan_partitions,
+)
 
 log = logging.getLogger(__name__)
 

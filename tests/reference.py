@@ -34,7 +34,7 @@ class ReferenceGallery:
         rest = np.flatnonzero(out < 0)
         labels = self._components(x[rest], t_cluster, k)
         order = {}
-        for lab, fid in sorted(zip(labels, face_ids[rest]), key=lambda p: p[1]):
+        for lab, _fid in sorted(zip(labels, face_ids[rest]), key=lambda p: p[1]):
             order.setdefault(lab, len(order))
         new_ids = np.array([self.next_id + order[lab] for lab in labels], np.int64)
         out[rest] = new_ids

@@ -9,7 +9,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from daskcluster.gallery import GalleryError, read_manifest
-from daskcluster.metrics import bcubed
 from daskcluster.pipeline import run_day
 from daskcluster.queries import evaluate_gallery, face_clusters, gallery_status
 

@@ -3,8 +3,16 @@ import pickle
 import numpy as np
 
 from daskcluster.config import SearchConfig
-from daskcluster.search import (IndexSpec, build_shard, choose_index, edge_recall, merge_topk, sample_rows,
-                                search_shard, train_quantizer)
+from daskcluster.search import (
+    IndexSpec,
+    build_shard,
+    choose_index,
+    edge_recall,
+    merge_topk,
+    sample_rows,
+    search_shard,
+    train_quantizer,
+)
 
 
 def _unit(n, d, seed):

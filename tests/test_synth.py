@@ -62,7 +62,7 @@ def test_values_in_range() -> None:
     d = generate_day_arrays(SMALL, 2)
     start = np.datetime64(SMALL.start_date + datetime.timedelta(days=2), "ms").astype(np.int64)
     assert d.captured_at_ms.min() >= start and d.captured_at_ms.max() < start + synth.MS_PER_DAY
-    assert 0.0 <= d.quality.min() and d.quality.max() <= 1.0
+    assert d.quality.min() >= 0.0 and d.quality.max() <= 1.0
     assert d.label.min() >= 0 and d.label.max() < SMALL.identities
     assert d.camera_id.min() >= 0 and d.camera_id.max() < SMALL.n_cameras
     norms = np.linalg.norm(d.feature, axis=1)

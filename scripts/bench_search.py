@@ -1,0 +1,456 @@
+"""Benchmark of step 2's k-NN search: exact flat search vs the project's default IVF rule and alternatives.
+
+What matters for clustering is the recall of the k-NN *edges at or above the similarity threshold* (the
+edges the graph keeps), not plain top-k recall, so both are reported (``search.edge_recall``).
+
+On one synthetic day (``daskcluster.synth``, L2-normalised) the database is every face and the queries
+are a random sample of ``--sample`` faces (all faces with ``--sample 0``: the true all-vs-all search).
+Every configuration searches the same queries, so search times compare directly; ``search_s_all`` is the
+time of the all-vs-all search, extrapolated linearly from the sample when the sample is not everything
+(search time is linear in the number of queries). Each face finds itself, so ``k + 1`` neighbours are
+searched (as the pipeline does) and the face itself is dropped before recall is computed.
+
+Configurations: ``exact`` (faiss IndexFlatIP through the project's :class:`~daskcluster.search.Shard`),
+``default`` (``choose_index(n, SearchConfig())``: IVF-Flat with a quantizer trained by
+``train_quantizer`` on ``sample_rows``, as in the pipeline), IVF-Flat alternatives over a grid of
+nlist x nprobe, and for reference faiss ``IVF1024,PQ32`` re-ranked by ``IndexRefineFlat`` (k_factor 4).
+With ``--shards S`` the database is split into S shards searched separately and merged with
+``merge_topk``; the merged result is checked against a single-shard search.
+
+The four small real sets in ``shared/data/real`` are run too (default rule: flat; then IVF forced).
+
+Output: one JSON line per configuration on stdout (and ``--out FILE.jsonl``), a table on stderr.
+Example: ``python scripts/bench_search.py --n 200000 --dim 256 --thresholds 0.5 0.6 0.7``
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daskcluster.backends import resolve_backend_name
+from daskcluster.config import SearchConfig
+from daskcluster.search import (
+    IndexSpec,
+    Shard,
+    build_shard,
+    choose_index,
+    edge_recall,
+    merge_topk,
+    sample_rows,
+    search_shard,
+    train_quantizer,
+)
+from daskcluster.synth import SynthSpec, generate_day_arrays
+
+log = logging.getLogger("bench_search")
+
+REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+FULL_NLISTS, FULL_NPROBES, FULL_PQ_NPROBES = (1024, 4096), (8, 16, 32, 64), (16, 32, 64)
+QUICK_NLISTS, QUICK_NPROBES, QUICK_PQ_NPROBES = (1024,), (16, 32, 64), (32,)
+
+Searcher = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def split_shards(ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np.ndarray | None,
+                 backend: str, n_shards: int) -> list[Shard]:
+    """The database as ``n_shards`` contiguous shards sharing one quantizer (as the pipeline does)."""
+    bounds = np.linspace(0, len(ids), max(1, n_shards) + 1).astype(np.int64)
+    return [build_shard(ids[a:b], xb[a:b], spec, centroids, backend) for a, b in itertools.pairwise(bounds)]
+
+
+def shards_searcher(shards: list[Shard]) -> Searcher:
+    def search(xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return merge_topk([search_shard(s, xq, k) for s in shards], k)
+    return search
+
+
+def drop_self(D: np.ndarray, I: np.ndarray, qids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-``k`` neighbours other than the query itself (results of a ``k + 1`` search)."""
+    D = np.where(I == qids[:, None], -np.inf, D)
+    order = np.argsort(-D, axis=1, kind="stable")[:, :k]
+    D, I = np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
+    return D, np.where(np.isfinite(D), I, -1)
+
+
+def topk_recall(I_approx: np.ndarray, I_exact: np.ndarray) -> float:
+    """Mean fraction of the exact top-k ids found in the approximate top-k."""
+    valid = I_exact >= 0
+    hit = ((I_exact[:, :, None] == I_approx[:, None, :]) & (I_approx[:, None, :] >= 0)).any(axis=2) & valid
+    return float(hit.sum() / max(1, valid.sum()))
+
+
+def strict_edge_recall(approx: tuple, exact: tuple, threshold: float) -> float:
+    """Id-based: the fraction of exact top-k edges (query, id) >= ``threshold`` whose id the approximate
+    top-k also has (stricter than :func:`edge_recall`, which credits any neighbour >= threshold)."""
+    want = (exact[0] >= threshold) & (exact[1] >= 0)
+    hit = (exact[1][:, :, None] == approx[1][:, None, :]).any(axis=2) & want
+    return float(hit.sum() / want.sum()) if want.any() else 1.0
+
+
+def recall_fields(approx: tuple, exact: tuple, thresholds: list[float]) -> dict[str, Any]:
+    """``edge_recall`` (search.edge_recall, the project's measure) per threshold, plus
+    ``edge_recall_unsaturated``: the same over the query rows with fewer than k exact edges >= threshold
+    (rare identities, cluster borders: there every missed edge is a missed link), ``edge_recall_ids``
+    (id-based, see :func:`strict_edge_recall`) and plain ``topk_recall``."""
+    k = exact[0].shape[1]
+    edges, recall, unsat, strict = {}, {}, {}, {}
+    for t in thresholds:
+        key = f"{t:g}"
+        found, total = edge_recall(approx[0], exact[0], t)
+        edges[key] = [int(found), int(total)]
+        recall[key] = round(found / total, 6) if total else 1.0
+        rows = (exact[0] >= t).sum(axis=1) < k
+        f_u, t_u = edge_recall(approx[0][rows], exact[0][rows], t)
+        unsat[key] = round(f_u / t_u, 6) if t_u else 1.0
+        strict[key] = round(strict_edge_recall(approx, exact, t), 6)
+    return {"edge_recall": recall, "edges_found_total": edges, "edge_recall_unsaturated": unsat,
+            "edge_recall_ids": strict, "topk_recall": round(topk_recall(approx[1], exact[1]), 6)}
+
+
+def timed_search(search: Searcher, xq: np.ndarray, k: int, repeats: int) -> tuple[tuple, list[float]]:
+    times, out = [], None
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        out = search(xq, k)
+        times.append(time.perf_counter() - t0)
+    return out, times
+
+
+def quantizer(cache: dict, ids: np.ndarray, xb: np.ndarray, nlist: int, cfg: SearchConfig,
+              backend: str) -> tuple[np.ndarray, float]:
+    """Centroids for ``nlist`` lists, trained as the pipeline does (cached per nlist)."""
+    if nlist not in cache:
+        n_max = max(cfg.train_sample, 39 * nlist)
+        t0 = time.perf_counter()
+        centroids = train_quantizer([sample_rows(ids, xb, n_max)], nlist, n_max, backend)
+        cache[nlist] = (centroids, time.perf_counter() - t0)
+    return cache[nlist]
+
+
+def refine_pq_index(xb: np.ndarray, ids: np.ndarray, centroids: np.ndarray, m: int, train_n: int) -> Any:
+    """faiss ``IVF{nlist},PQ{m}`` (inner product) re-ranked with exact vectors by ``IndexRefineFlat``.
+
+    The coarse quantizer reuses the project's trained centroids (the same lists as IVF-Flat at that nlist),
+    so the row isolates the effect of PQ codes + re-ranking; the PQ is trained on the same row sample.
+    """
+    import faiss
+
+    d, nlist = xb.shape[1], centroids.shape[0]
+    coarse = faiss.IndexFlatIP(d)
+    coarse.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    ivfpq = faiss.IndexIVFPQ(coarse, d, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    ivfpq.own_fields = True
+    coarse.this.disown()
+    ivfpq.train(sample_rows(ids, xb, train_n)[1])  # the quantizer is already trained: trains the PQ only
+    refine = faiss.IndexRefineFlat(ivfpq)
+    refine.own_fields = True
+    ivfpq.this.disown()
+    refine.add(xb)
+    return refine
+
+
+def pq_searcher(index: Any, nprobe: int, k_factor: float) -> Searcher:
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index.base_index)
+
+    def search(xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        ivf.nprobe = nprobe
+        index.k_factor = k_factor
+        D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
+        return np.where(I >= 0, D, -np.inf).astype(np.float32), I.astype(np.int64)
+    return search
+
+
+def meta(args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
+    import faiss
+
+    return {"bench": "search", "backend": args.backend, "k": args.k, "seed": args.seed,
+            "threads": faiss.omp_get_max_threads(), "load_avg_1m": round(os.getloadavg()[0], 2), **kw}
+
+
+def emit(rec: dict[str, Any], records: list[dict], out: Any) -> None:
+    line = json.dumps(rec, sort_keys=False)
+    print(line, flush=True)
+    if out is not None:
+        out.write(line + "\n")
+        out.flush()
+    records.append(rec)
+
+
+# --------------------------------------------------------------------------------------------- synthetic
+def synthetic_day(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    identities = args.identities or max(10, args.n // 5)
+    spec = SynthSpec(days=1, faces_per_day=args.n, identities=identities, dim=args.dim, seed=args.seed)
+    day = generate_day_arrays(spec, 0)
+    return unit_rows(day.feature), day.label
+
+
+def ivf_grid(args: argparse.Namespace, n: int, default: IndexSpec) -> list[IndexSpec]:
+    nlists = args.nlists or (FULL_NLISTS if args.full else QUICK_NLISTS)
+    nprobes = args.nprobes or (FULL_NPROBES if args.full else QUICK_NPROBES)
+    grid = []
+    for nlist in sorted({*nlists, *([default.nlist] if not default.is_flat else [])}):
+        if nlist > n // 39:
+            log.warning("skipping nlist=%d: fewer than 39 training points per list at n=%d", nlist, n)
+            continue
+        grid += [IndexSpec(nlist=nlist, nprobe=p) for p in sorted(set(nprobes)) if p <= nlist]
+    return [s for s in grid if s != default]
+
+
+def sharding_check(sharded: Searcher, single: Searcher, xq: np.ndarray, k: int) -> dict[str, Any]:
+    Ds, Is = sharded(xq, k)
+    D1, I1 = single(xq, k)
+    fin = np.isfinite(Ds) & np.isfinite(D1)
+    return {"queries": len(xq), "same_ids": round(float((Is == I1).mean()), 6),
+            "max_abs_sim_diff": float(np.abs(Ds[fin] - D1[fin]).max()) if fin.any() else 0.0,
+            "same_finite": bool((np.isfinite(Ds) == np.isfinite(D1)).all())}
+
+
+def run_synthetic(args: argparse.Namespace, thresholds: list[float], records: list[dict], out: Any) -> None:
+    backend, k, kk = args.backend, args.k, args.k + 1
+    t0 = time.perf_counter()
+    xb, _labels = synthetic_day(args)
+    n = len(xb)
+    ids = np.arange(n, dtype=np.int64)
+    log.info("synthetic day: %d faces x %d in %.1f s", n, args.dim, time.perf_counter() - t0)
+    rng = np.random.default_rng(args.seed + 1)
+    m = n if args.sample <= 0 or args.sample >= n else args.sample
+    qids = np.sort(rng.choice(n, m, replace=False)) if m < n else ids
+    xq = xb[qids]
+    scale = n / m
+    cfg = SearchConfig(flat_below=args.flat_below) if args.flat_below is not None else SearchConfig()
+    default = choose_index(n, cfg)
+    common = {"dataset": "synthetic", "n": n, "dim": args.dim, "shards": args.shards, "queries": m,
+              "search_s_all_extrapolated": m < n}
+
+    # warm-up (thread pools, BLAS, page faults) on a small flat search
+    warm = build_shard(ids[: min(n, 20_000)], xb[: min(n, 20_000)], IndexSpec(), None, backend)
+    search_shard(warm, xq[: min(m, 256)], kk)
+    del warm
+
+    # exact
+    t0 = time.perf_counter()
+    exact_shards = split_shards(ids, xb, IndexSpec(), None, backend, args.shards)
+    build_exact = time.perf_counter() - t0
+    exact_search = shards_searcher(exact_shards)
+    exact_raw, times = timed_search(exact_search, xq, kk, args.repeats)
+    exact = drop_self(*exact_raw, qids, k)
+    t_exact = min(times)
+    check_q = xq[: min(m, args.check_queries)]
+    rec = meta(args, config="exact", index="Flat", nlist=0, nprobe=0, default=False, **common,
+               train_s=0.0, build_s=round(build_exact, 3), search_s=round(t_exact, 3),
+               search_s_repeats=[round(t, 3) for t in times], search_s_all=round(t_exact * scale, 2),
+               speedup=1.0, speedup_incl_build=1.0, **recall_fields(exact, exact, thresholds))
+    if args.shards > 1:
+        single = shards_searcher(split_shards(ids, xb, IndexSpec(), None, backend, 1))
+        rec["sharding_check"] = sharding_check(exact_search, single, check_q, kk)
+    emit(rec, records, out)
+    del exact_shards
+    exact_total = t_exact * scale + build_exact
+
+    def report(name: str, index: str, nlist: int, nprobe: int, train_s: float, build_s: float,
+               search: Searcher, is_default: bool, extra: dict | None = None) -> None:
+        raw, times = timed_search(search, xq, kk, args.repeats)
+        t = min(times)
+        total = train_s + build_s + t * scale
+        rec = meta(args, config=name, index=index, nlist=nlist, nprobe=nprobe, default=is_default, **common,
+                   train_s=round(train_s, 3), build_s=round(build_s, 3), search_s=round(t, 3),
+                   search_s_repeats=[round(x, 3) for x in times], search_s_all=round(t * scale, 2),
+                   speedup=round(t_exact / t, 2), speedup_incl_build=round(exact_total / total, 2),
+                   **recall_fields(drop_self(*raw, qids, k), exact, thresholds), **(extra or {}))
+        rec["meets_target"] = rec["edge_recall"][f"{args.threshold:g}"] >= args.target_recall
+        emit(rec, records, out)
+
+    # IVF-Flat: the default rule, then the grid; grouped by nlist so each quantizer/index is built once
+    qcache: dict[int, tuple[np.ndarray, float]] = {}
+    specs = [default, *ivf_grid(args, n, default)]
+    for nlist in sorted({s.nlist for s in specs}, key=lambda v: (v != default.nlist, v)):
+        group = [s for s in specs if s.nlist == nlist]
+        if nlist == 0:
+            t0 = time.perf_counter()
+            flat = shards_searcher(split_shards(ids, xb, IndexSpec(), None, backend, args.shards))
+            report("default", "Flat", 0, 0, 0.0, time.perf_counter() - t0, flat, True)
+            continue
+        centroids, train_s = quantizer(qcache, ids, xb, nlist, cfg, backend)
+        t0 = time.perf_counter()
+        shards = split_shards(ids, xb, IndexSpec(nlist=nlist, nprobe=1), centroids, backend, args.shards)
+        build_s = time.perf_counter() - t0
+        for spec in group:
+            for s in shards:
+                s.nprobe = spec.nprobe
+            extra = {}
+            if spec == default and args.shards > 1:
+                one = split_shards(ids, xb, spec, centroids, backend, 1)
+                extra["sharding_check"] = sharding_check(shards_searcher(shards), shards_searcher(one), check_q, kk)
+                del one
+            report("default" if spec == default else "ivf", f"IVF{nlist},Flat", nlist, spec.nprobe, train_s,
+                   build_s, shards_searcher(shards), spec == default, extra)
+        del shards
+
+    # reference: IVF{pq_nlist},PQ{pq_m} + IndexRefineFlat (unsharded; faiss only)
+    if args.pq_m and args.pq_nlist <= n // 39 and args.dim % args.pq_m == 0:
+        centroids, train_s = quantizer(qcache, ids, xb, args.pq_nlist, cfg, backend)
+        t0 = time.perf_counter()
+        index = refine_pq_index(xb, ids, centroids, args.pq_m, max(cfg.train_sample, 39 * args.pq_nlist))
+        build_s = time.perf_counter() - t0
+        for nprobe in sorted(set(args.pq_nprobes or (FULL_PQ_NPROBES if args.full else QUICK_PQ_NPROBES))):
+            report("ivfpq_refine", f"IVF{args.pq_nlist},PQ{args.pq_m}+RefineFlat(k_factor={args.k_factor:g})",
+                   args.pq_nlist, nprobe, train_s, build_s, pq_searcher(index, nprobe, args.k_factor), False,
+                   {"k_factor": args.k_factor, "shards_used": 1})
+        del index
+    elif args.pq_m:
+        log.warning("skipping IVF%d,PQ%d reference at n=%d dim=%d", args.pq_nlist, args.pq_m, n, args.dim)
+
+
+# --------------------------------------------------------------------------------------------- real sets
+def load_real(path: Path) -> np.ndarray:
+    """L2-normalised features; dlib features are centred (mean subtracted, then normalised again)."""
+    import pyarrow.parquet as pq
+
+    col = pq.read_table(path, columns=["feature"]).column("feature").combine_chunks()
+    x = unit_rows(col.values.to_numpy(zero_copy_only=False).reshape(len(col), -1))
+    if "dlib" in path.stem:
+        x = unit_rows(x - x.mean(axis=0, keepdims=True))
+    return x
+
+
+def run_real(args: argparse.Namespace, thresholds: list[float], records: list[dict], out: Any) -> None:
+    files = sorted(Path(args.real_dir).glob("*.parquet")) if args.real_dir else []
+    if not files:
+        log.warning("no real sets under %s", args.real_dir)
+    for path in files:
+        xb = load_real(path)
+        n, dim = xb.shape
+        ids = np.arange(n, dtype=np.int64)
+        k = min(args.k, n - 1)
+        exact_search = shards_searcher([build_shard(ids, xb, IndexSpec(), None, args.backend)])
+        exact = drop_self(*exact_search(xb, k + 1), ids, k)
+        forced = choose_index(n, SearchConfig(flat_below=0))
+        configs = [("default", choose_index(n, SearchConfig())), ("forced_ivf_rule", forced)]
+        configs += [(f"forced_ivf_nprobe{p}", dataclasses.replace(forced, nprobe=p))
+                    for p in args.real_nprobes if p < forced.nlist]
+        for name, spec in configs:
+            qcache: dict = {}
+            train_s = 0.0
+            centroids = None
+            if not spec.is_flat:
+                centroids, train_s = quantizer(qcache, ids, xb, spec.nlist, SearchConfig(), args.backend)
+            shards = split_shards(ids, xb, spec, centroids, args.backend, 1)
+            t0 = time.perf_counter()
+            raw = shards_searcher(shards)(xb, k + 1)
+            t = time.perf_counter() - t0
+            rec = meta(args, config=name, index="Flat" if spec.is_flat else f"IVF{spec.nlist},Flat",
+                       nlist=spec.nlist, nprobe=spec.nprobe, default=name == "default", dataset=path.stem,
+                       n=n, dim=dim, shards=1, queries=n, search_s_all_extrapolated=False,
+                       train_s=round(train_s, 4), search_s=round(t, 4), search_s_all=round(t, 4), k_used=k,
+                       **recall_fields(drop_self(*raw, ids, k), exact, thresholds))
+            emit(rec, records, out)
+
+
+# --------------------------------------------------------------------------------------------- table
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def table(records: list[dict], thresholds: list[float], primary: float) -> str:
+    ts, p = [f"{t:g}" for t in thresholds], f"{primary:g}"
+    head = (f"{'dataset':<18}{'config':<20}{'index':<26}{'nprobe':>6}{'train_s':>8}{'build_s':>8}"
+            f"{'search_all_s':>13}{'speedup':>8}{'w/build':>8}{'top-k':>7}"
+            + "".join(f"{'edge@' + t:>10}" for t in ts) + f"{'sparse@' + p:>11}{'ids@' + p:>9}")
+    lines = [head, "-" * len(head)]
+    for r in records:
+        est = "~" if r.get("search_s_all_extrapolated") else " "
+        index = r["index"].replace("+RefineFlat", "+Refine").split("(")[0]
+        lines.append(
+            f"{r['dataset'][:17]:<18}{r['config'][:19]:<20}{index[:25]:<26}{r['nprobe']:>6}"
+            f"{r.get('train_s', 0.0):>8.1f}{r.get('build_s', 0.0):>8.1f}{est + format(r['search_s_all'], '.1f'):>13}"
+            f"{_num(r.get('speedup')):>8}{_num(r.get('speedup_incl_build')):>8}{r['topk_recall']:>7.3f}"
+            + "".join(f"{r['edge_recall'][t]:>10.4f}" for t in ts)
+            + f"{r['edge_recall_unsaturated'][p]:>11.4f}{r['edge_recall_ids'][p]:>9.4f}")
+    lines.append("edge@T: search.edge_recall at T; sparse@T: the same on query rows with < k exact edges >= T; "
+                 "ids@T: id-based edge recall; ~: all-vs-all time extrapolated from the query sample;\n"
+                 "speedup: exact/approx search time on the same queries; w/build: also counting quantizer "
+                 "training and index build")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--backend", default="cpu", choices=["cpu", "gpu", "auto"])
+    p.add_argument("--n", type=int, default=200_000, help="faces in the synthetic day (database)")
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--k", type=int, default=10, help="neighbours per face (k + 1 are searched: self)")
+    p.add_argument("--threshold", type=float, default=0.6, help="edge similarity threshold (target checked here)")
+    p.add_argument("--thresholds", type=float, nargs="+", default=None, help="more thresholds to report")
+    p.add_argument("--repeats", type=int, default=1, help="timed searches per configuration (min is kept)")
+    p.add_argument("--shards", type=int, default=1, help="database shards, searched separately and merged")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
+    p.add_argument("--full", action="store_true", help="all alternatives (nlist 1024/4096 x nprobe 8..64, "
+                   "PQ nprobe 16/32/64); slow at n=200000")
+    p.add_argument("--sample", type=int, default=10_000,
+                   help="query rows searched and compared to exact (0 = all: true all-vs-all)")
+    p.add_argument("--identities", type=int, default=0, help="synthetic population (0 = n / 5)")
+    p.add_argument("--flat-below", type=int, default=None,
+                   help="override SearchConfig.flat_below for the default rule (e.g. 0 to force IVF at small n)")
+    p.add_argument("--nlists", type=int, nargs="+", default=None, help="IVF-Flat alternatives' nlist")
+    p.add_argument("--nprobes", type=int, nargs="+", default=None, help="IVF-Flat alternatives' nprobe")
+    p.add_argument("--pq-nlist", type=int, default=1024)
+    p.add_argument("--pq-m", type=int, default=32, help="PQ sub-quantizers of the reference (0 = skip)")
+    p.add_argument("--pq-nprobes", type=int, nargs="+", default=None)
+    p.add_argument("--k-factor", type=float, default=4.0, help="IndexRefineFlat re-ranking factor")
+    p.add_argument("--target-recall", type=float, default=0.98, help="edge recall wanted at --threshold")
+    p.add_argument("--check-queries", type=int, default=2000, help="queries of the sharded-vs-single check")
+    p.add_argument("--real-dir", default=str(REAL_DIR), help="real sets (*.parquet); '' to skip")
+    p.add_argument("--real-nprobes", type=int, nargs="+", default=[2, 4])
+    p.add_argument("--no-synthetic", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    if args.n < 100 or args.k < 1 or args.shards < 1 or args.repeats < 1:
+        p.error("need --n >= 100, --k >= 1, --shards >= 1, --repeats >= 1")
+    args.backend = resolve_backend_name(args.backend)
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    thresholds = sorted({args.threshold, *(args.thresholds or [])})
+    records: list[dict[str, Any]] = []
+    out = open(args.out, "a") if args.out else None  # noqa: SIM115
+    t0 = time.perf_counter()
+    try:
+        if not args.no_synthetic:
+            run_synthetic(args, thresholds, records, out)
+        run_real(args, thresholds, records, out)
+    finally:
+        if out is not None:
+            out.close()
+    print(table(records, thresholds, args.threshold), file=sys.stderr)
+    print(f"total {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return records
+
+
+if __name__ == "__main__":
+    main()
