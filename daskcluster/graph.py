@@ -24,10 +24,10 @@ def graph_sample(part: Part, n_max: int) -> tuple[np.ndarray, np.ndarray]:
     return sample_rows(part.ids[mask], part.x[mask], n_max)
 
 
-def knn_search(shard: Shard, part: Part, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``knn-search`` task: top-k neighbours of the unassigned faces in one shard (callers ask for
-    ``cluster.k + 1``: a face finds itself)."""
-    return search_shard(shard, part.x[part.unassigned], k)
+def knn_search(shard: Shard, part: Part, k: int, min_sim: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ``knn-search`` task: top-k neighbours at or above ``min_sim`` of the unassigned faces in one shard
+    (callers ask for ``cluster.k + 1``: a face finds itself). Only those can become edges."""
+    return search_shard(shard, part.x[part.unassigned], k, min_sim)
 
 
 def edges(best: tuple[np.ndarray, np.ndarray], offset: int, threshold: float) -> np.ndarray:

@@ -218,7 +218,7 @@ def stage_cluster(r: DayRunner) -> list[Future]:
     n_total = sum(sizes)
     gshards, spec = _graph_index(r, offsets, n_total)
     r.state.counts["knn_index"] = "flat" if spec.is_flat else f"IVF{spec.nlist},Flat nprobe={spec.nprobe}"
-    best = _search_all(r, "knn", gshards, r.state.parts, graph.knn_search, cfg.k + 1)
+    best = _search_all(r, "knn", gshards, r.state.parts, graph.knn_search, cfg.k + 1, min_sim=cfg.threshold)
     edge_futs = r.wait("edges", [r.submit("edges", graph.edges, b, off, cfg.threshold)
                                  for b, off in zip(best, offsets)])
     if r.cfg.search.audit:

@@ -1,9 +1,9 @@
 """k-NN search over shards: index choice, shard build, per-shard search and top-k merging.
 
 Vocabulary follows faiss: ``xq`` queries, ``xb`` database, ``D`` similarities (inner products of unit
-vectors, i.e. cosine), ``I`` ids, ``k`` neighbours. An IVF-Flat index stores the vectors themselves, so
-every candidate it returns is scored by the exact inner product: the lists only decide which vectors are
-candidates. Every shard of one search shares one coarse quantizer, so a query probes the same lists in
+vectors, i.e. cosine), ``I`` ids, ``k`` neighbours. IVF search keeps the vectors themselves, so every
+candidate is scored by the exact inner product: the lists only decide which vectors are candidates (see
+:mod:`daskcluster.ivf` for the CPU implementation). Every shard of one search shares one coarse quantizer, so a query probes the same lists in
 every shard and the merged result does not depend on how the database is split into shards.
 """
 from __future__ import annotations
@@ -113,13 +113,15 @@ def build_shard(ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np.
     return shard
 
 
-def search_shard(shard: Shard, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` of ``xq`` in one shard: ``(D, I)`` with global ids; empty slots are ``(-inf, -1)``."""
+def search_shard(shard: Shard, xq: np.ndarray, k: int,
+                 min_sim: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` of ``xq`` in one shard (only neighbours >= ``min_sim`` when given): ``(D, I)`` with global
+    ids; empty slots are ``(-inf, -1)``."""
     nq = len(xq)
     if len(shard) == 0 or nq == 0:
         return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
     kk = min(k, len(shard))
-    D, I = get_backend(shard.backend).search(shard.index, xq, kk, shard.nprobe)
+    D, I = get_backend(shard.backend).search(shard.index, xq, kk, shard.nprobe, min_sim)
     ids = np.where(I >= 0, shard.ids[np.maximum(I, 0)], -1)
     D = np.where(I >= 0, D, -np.inf).astype(np.float32)
     if kk < k:

@@ -23,16 +23,12 @@ class Backend(Protocol):
         """An inner-product index over ``xb``: flat when ``centroids`` is None, else IVF with those lists."""
         ...
 
-    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` by exact inner product among the candidates; ``(D, I)`` with I local row numbers, -1 empty."""
+    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int,
+               min_sim: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` by exact inner product among the candidates (only those >= ``min_sim`` when given);
+        ``(D, I)`` with I local row numbers, ``-1`` / ``-inf`` for empty slots."""
         ...
 
     def connected_components(self, n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """Weakly connected component label (0..c-1) of each of ``n`` vertices given undirected edges."""
-        ...
-
-    def serialize_index(self, index: Any) -> bytes:
-        ...
-
-    def deserialize_index(self, blob: bytes) -> Any:
         ...

@@ -8,6 +8,16 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.csgraph
 
+from .. import ivf
+
+
+def below_to_empty(D: np.ndarray, I: np.ndarray, min_sim: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Blank out results under ``min_sim`` (``-inf``, ``-1``), as the IVF path never returns them."""
+    if min_sim is None:
+        return D, I
+    low = D < min_sim
+    return np.where(low, -np.inf, D).astype(np.float32), np.where(low, -1, I)
+
 
 class CpuBackend:
     name = "cpu"
@@ -20,35 +30,23 @@ class CpuBackend:
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
     def build_index(self, xb: np.ndarray, centroids: np.ndarray | None) -> Any:
+        """Flat: a faiss ``IndexFlatIP`` (BLAS). IVF: a :class:`~daskcluster.ivf.BlockedIVF`."""
         xb = np.ascontiguousarray(xb, dtype=np.float32)
-        d = xb.shape[1]
-        if centroids is None:
-            index = faiss.IndexFlatIP(d)
-        else:
-            quantizer = faiss.IndexFlatIP(d)
-            quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
-            index = faiss.IndexIVFFlat(quantizer, d, centroids.shape[0], faiss.METRIC_INNER_PRODUCT)
-            index.is_trained = True
-            index.own_fields = True
-            quantizer.this.disown()
+        if centroids is not None:
+            return ivf.build(xb, centroids)
+        index = faiss.IndexFlatIP(xb.shape[1])
         index.add(xb)
         return index
 
-    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
-        xq = np.ascontiguousarray(xq, dtype=np.float32)
-        if isinstance(index, faiss.IndexIVF):
-            params = faiss.SearchParametersIVF(nprobe=max(1, min(nprobe, index.nlist)))
-            return index.search(xq, k, params=params)
-        return index.search(xq, k)
+    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int,
+               min_sim: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(index, ivf.BlockedIVF):
+            return ivf.search(index, xq, k, nprobe, min_sim)
+        D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
+        return below_to_empty(D, I, min_sim)
 
     def connected_components(self, n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         graph = scipy.sparse.coo_matrix(
             (np.ones(len(src), dtype=np.int8), (src.astype(np.int64), dst.astype(np.int64))), shape=(n, n))
         _, labels = scipy.sparse.csgraph.connected_components(graph.tocsr(), directed=False)
         return labels.astype(np.int64)
-
-    def serialize_index(self, index: Any) -> bytes:
-        return faiss.serialize_index(index).tobytes()
-
-    def deserialize_index(self, blob: bytes) -> Any:
-        return faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .cpu import CpuBackend
+from .cpu import CpuBackend, below_to_empty
 
 
 def gpu_count() -> int:
@@ -30,7 +30,7 @@ def _resources() -> Any:
 
 
 class GpuBackend(CpuBackend):
-    """Search and k-means on the GPU; indexes are serialized through their CPU form."""
+    """Search and k-means on the GPU (faiss-gpu), components with cuGraph."""
 
     name = "gpu"
 
@@ -44,15 +44,28 @@ class GpuBackend(CpuBackend):
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
     def build_index(self, xb: np.ndarray, centroids: np.ndarray | None) -> Any:
+        """A faiss GPU index: flat, or IVF-Flat over the shared ``centroids``."""
         import faiss
 
-        cpu_index = super().build_index(xb, centroids)
-        return faiss.index_cpu_to_gpu(_resources(), 0, cpu_index)
+        xb = np.ascontiguousarray(xb, dtype=np.float32)
+        d = xb.shape[1]
+        if centroids is None:
+            cpu_index = faiss.IndexFlatIP(d)
+        else:
+            quantizer = faiss.IndexFlatIP(d)
+            quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+            cpu_index = faiss.IndexIVFFlat(quantizer, d, len(centroids), faiss.METRIC_INNER_PRODUCT)
+            cpu_index.is_trained = True
+        index = faiss.index_cpu_to_gpu(_resources(), 0, cpu_index)
+        index.add(xb)
+        return index
 
-    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int,
+               min_sim: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         if hasattr(index, "nprobe"):
             index.nprobe = max(1, min(nprobe, index.nlist))
-        return index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
+        D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), min(k, 2048))
+        return below_to_empty(D, I, min_sim)
 
     def connected_components(self, n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         try:
@@ -68,13 +81,3 @@ class GpuBackend(CpuBackend):
         labels[result["vertex"].to_numpy()] = result["labels"].to_numpy()
         _, dense = np.unique(labels, return_inverse=True)
         return dense.astype(np.int64)
-
-    def serialize_index(self, index: Any) -> bytes:
-        import faiss
-
-        return super().serialize_index(faiss.index_gpu_to_cpu(index))
-
-    def deserialize_index(self, blob: bytes) -> Any:
-        import faiss
-
-        return faiss.index_cpu_to_gpu(_resources(), 0, super().deserialize_index(blob))
