@@ -93,11 +93,11 @@ def inspect_file(path: Path, cfg: IngestConfig) -> InputFile:
     return InputFile(str(path), meta.metadata.num_rows, fixed_dim, tuple(schema.names))
 
 
-def inspect_inputs(files: list[Path], cfg: IngestConfig, dim: int | None) -> tuple[list[InputFile], int]:
+def inspect_inputs(files: list[Path], cfg: IngestConfig, dim: int | None) -> tuple[list[InputFile], int | None]:
     """Check every file's schema; returns the files and the day's dimension.
 
-    The dimension is the gallery's when it has one; otherwise the fixed list size, or the most common list
-    length of the day (rows of other lengths are quarantined).
+    The dimension is the gallery's when it has one, otherwise the fixed list size; None when only the
+    data can tell (variable-length lists on a first day: see :func:`length_histogram`).
     """
     infos = [inspect_file(f, cfg) for f in files]
     if sum(i.num_rows for i in infos) == 0:
@@ -110,17 +110,38 @@ def inspect_inputs(files: list[Path], cfg: IngestConfig, dim: int | None) -> tup
     if dim is None and len(fixed) > 1:
         raise InputError(f"field {cfg.feature_column!r} has mixed dimensions {sorted(fixed)} across files "
                          f"{[i.path for i in infos if i.fixed_dim in fixed]}")
-    return infos, dim or (fixed.pop() if fixed else _modal_length(infos, cfg))
+    return infos, dim or (fixed.pop() if fixed else None)
 
 
-def _modal_length(infos: list[InputFile], cfg: IngestConfig) -> int:
-    counts: dict[int, int] = {}
+def estimate_dim(infos: list[InputFile], cfg: IngestConfig) -> int:
+    """Mean list length from the Parquet footers (values / rows), to size partitions before any read."""
+    values = rows = 0
     for info in infos:
-        lengths = pc.list_value_length(pq.read_table(info.path, columns=[cfg.feature_column])[0])
-        for length, n in zip(*np.unique(lengths.drop_null().to_numpy(), return_counts=True)):
-            counts[int(length)] = counts.get(int(length), 0) + int(n)
-    if not counts or max(counts) == 0:
-        raise InputError(f"field {cfg.feature_column!r} holds no vectors in {[i.path for i in infos]}")
+        meta = pq.ParquetFile(info.path).metadata
+        col = next(j for j in range(meta.num_columns)
+                   if meta.schema.column(j).path.split(".")[0] == cfg.feature_column)
+        for g in range(meta.num_row_groups):
+            values += meta.row_group(g).column(col).num_values
+            rows += meta.row_group(g).num_rows
+    return max(1, round(values / max(rows, 1)))
+
+
+def length_histogram(spec: PartitionSpec, feature: str) -> dict[int, int]:
+    """The ``dim-scan`` task: how many rows of the partition have each list length (nulls excluded)."""
+    lengths = pc.list_value_length(read_rows(spec).column(feature)).drop_null().to_numpy()
+    values, counts = np.unique(lengths, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts)}
+
+
+def modal_length(histograms: list[dict[int, int]], feature: str) -> int:
+    """The most common non-zero list length of the day (the smaller on ties)."""
+    counts: dict[int, int] = {}
+    for hist in histograms:
+        for length, n in hist.items():
+            if length > 0:
+                counts[length] = counts.get(length, 0) + n
+    if not counts:
+        raise InputError(f"field {feature!r} holds no vectors in the input")
     return min(counts, key=lambda length: (-counts[length], length))
 
 

@@ -22,7 +22,7 @@ from distributed import Client, Future, as_completed, performance_report
 from . import assign, components, graph, ingest, outputs, shards
 from .config import Config
 from .gallery import DayRecord, Manifest, now_utc, read_face_ids, remove_uncommitted, write_manifest
-from .io import InputError
+from .io import InputError, length_histogram, modal_length
 from .plan import DayPlan, output_dirs, plan_day
 from .report import quality, write_report
 from .search import (
@@ -134,7 +134,16 @@ def _check_bad_fraction(r: DayRunner, parts: list[Future]) -> None:
                          f"ingest.max_bad_fraction={limit}); reasons: {dict(reasons.most_common(5))}")
 
 
+def _scan_dim(r: DayRunner) -> int:
+    """A first day of variable-length lists: the most common length, counted on the workers."""
+    feature = r.cfg.ingest.feature_column
+    hists = r.wait("dim-scan", [r.submit("dim-scan", length_histogram, s, feature) for s in r.plan.partitions])
+    return modal_length(r.gather(hists), feature)
+
+
 def stage_ingest(r: DayRunner) -> None:
+    if r.plan.dim is None:
+        r.plan.dim = _scan_dim(r)
     spec_dim, icfg = r.plan.dim, r.cfg.ingest
     parts = r.wait("ingest", [r.submit("ingest", ingest.ingest_partition, s, spec_dim, icfg)
                               for s in r.plan.partitions])

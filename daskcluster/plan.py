@@ -13,6 +13,7 @@ from .io import (
     InputFile,
     PartitionSpec,
     discover_inputs,
+    estimate_dim,
     infer_day,
     input_checksum,
     inspect_inputs,
@@ -39,7 +40,7 @@ class DayPlan:
     gallery: Path
     files: list[Path]
     infos: list[InputFile]
-    dim: int
+    dim: int | None  # None until the data is scanned (variable-length lists on a first day)
     partitions: list[PartitionSpec]
     checksum: str
     manifest: Manifest | None
@@ -86,7 +87,8 @@ def plan_day(input_path: str | Path, gallery: str | Path, cfg: Config, day: str 
     checksum = input_checksum(files)
     skip = _check_order(manifest, day, checksum, force)
     n_shards = manifest.n_shards if manifest else (cfg.gallery.shards or max(1, n_workers))
-    plan = DayPlan(day, Path(gallery), files, infos, dim, plan_partitions(infos, dim, cfg.ingest), checksum,
+    partitions = plan_partitions(infos, dim or estimate_dim(infos, cfg.ingest), cfg.ingest)
+    plan = DayPlan(day, Path(gallery), files, infos, dim, partitions, checksum,
                    manifest, base_state(manifest, day), (manifest.version if manifest else 0) + 1, n_shards, skip)
     if manifest is not None and skip is None:
         plan.dropped_days = sorted(d.day for d in manifest.days if d.day >= day)

@@ -3,8 +3,9 @@
 Vocabulary follows faiss: ``xq`` queries, ``xb`` database, ``D`` similarities (inner products of unit
 vectors, i.e. cosine), ``I`` ids, ``k`` neighbours. IVF search keeps the vectors themselves, so every
 candidate is scored by the exact inner product: the lists only decide which vectors are candidates (see
-:mod:`daskcluster.ivf` for the CPU implementation). Every shard of one search shares one coarse quantizer, so a query probes the same lists in
-every shard and the merged result does not depend on how the database is split into shards.
+:mod:`daskcluster.ivf` for the CPU implementation). Every shard of one search shares one coarse
+quantizer, so a query probes the same lists in every shard and the merged result does not depend on how
+the database is split into shards.
 """
 from __future__ import annotations
 

@@ -157,3 +157,13 @@ def test_corrupt_manifest_is_reported(client, gallery, tmp_path):
     p = write_day(tmp_path / "x.parquet", pa.array([1000], pa.int64()), _fixed(_features(1, 9)))
     with pytest.raises(GalleryError, match="unreadable manifest"):
         run_day(client, p, gallery, make_config(), day="2026-01-02")
+
+
+def test_first_day_variable_lists_take_the_common_dimension(client, tmp_path):
+    x = _features(30, 10)
+    rows = [list(map(float, v)) for v in x]
+    rows[2] = rows[2] + [0.5]
+    p = write_day(tmp_path / "var.parquet", pa.array(np.arange(30), pa.int64()), pa.array(rows, pa.list_(pa.float32())))
+    result = run_day(client, p, tmp_path / "g", make_config(), day="2026-01-01")
+    assert result.summary["quarantined"] == 1 and read_manifest(tmp_path / "g").dim == DIM
+    assert result.summary["quarantine_reasons"] == {"feature has dimension 33, expected 32": 1}

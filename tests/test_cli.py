@@ -66,15 +66,25 @@ def test_errors_are_clear_and_exit_nonzero(data, tmp_path):
     assert tree_digest(g) == before
 
 
+@pytest.fixture(scope="module")
+def exact_runs(data, tmp_path_factory):
+    """face_id -> cluster_id after both days in exact mode, per worker count (computed once each)."""
+    root, cache = tmp_path_factory.mktemp("workers"), {}
+
+    def run(n: int):
+        if n not in cache:
+            g = root / f"g{n}"
+            for day in sorted(data.iterdir()):
+                dc("run-day", "--input", day, "--gallery", g, "--workers", n, "--set", "search.exact=true",
+                   "--set", "ingest.partition_mb=0.1")
+            dc("export", "--gallery", g, "--out", root / f"e{n}.parquet")
+            cache[n] = pq.read_table(root / f"e{n}.parquet").to_pandas().sort_values("face_id").reset_index(drop=True)
+        return cache[n]
+
+    return run
+
+
 @pytest.mark.parametrize("workers", [1, 3])
-def test_exact_mode_identical_for_any_worker_count(data, tmp_path, workers):
+def test_exact_mode_identical_for_any_worker_count(exact_runs, workers):
     """Exact mode: the same clusters and the same ids whatever the number of workers (2 is the baseline)."""
-    result = {}
-    for n in (2, workers):
-        g = tmp_path / f"g{n}"
-        for day in sorted(data.iterdir()):
-            dc("run-day", "--input", day, "--gallery", g, "--workers", n, "--set", "search.exact=true",
-               "--set", "ingest.partition_mb=0.1")
-        dc("export", "--gallery", g, "--out", tmp_path / f"e{n}.parquet")
-        result[n] = pq.read_table(tmp_path / f"e{n}.parquet").to_pandas().sort_values("face_id").reset_index(drop=True)
-    assert result[2].equals(result[workers])
+    assert exact_runs(2).equals(exact_runs(workers))
