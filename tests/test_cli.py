@@ -88,3 +88,16 @@ def exact_runs(data, tmp_path_factory):
 def test_exact_mode_identical_for_any_worker_count(exact_runs, workers):
     """Exact mode: the same clusters and the same ids whatever the number of workers (2 is the baseline)."""
     assert exact_runs(2).equals(exact_runs(workers))
+
+
+def test_existing_scheduler(data, tmp_path):
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster:
+        out = dc("run-day", "--input", data / "day=2026-01-01", "--gallery", tmp_path / "g",
+                 "--scheduler", cluster.scheduler_address)
+    assert "committed" in out.stderr + out.stdout
+    assert dc("status", "--gallery", tmp_path / "g").stdout.count("2026-01-01") == 1
