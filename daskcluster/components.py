@@ -21,6 +21,7 @@ class ComponentResult:
     n_clusters: int
     n_singletons: int
     largest: int
+    n_edges: int  # distinct undirected edges
 
 
 def unassigned_ids(part: Part) -> np.ndarray:
@@ -39,8 +40,9 @@ def label_components(n: int, edge_lists: list[np.ndarray], vertex_ids: list[np.n
     rank = np.empty(n_comp, np.int64)
     rank[np.argsort(smallest, kind="stable")] = np.arange(n_comp)
     sizes = np.bincount(labels, minlength=n_comp)
+    n_edges = len(np.unique(e["src"] * np.int64(n) + e["dst"]))
     return ComponentResult(next_id + rank[labels], n_comp, int((sizes == 1).sum()),
-                           int(sizes.max()) if n_comp else 0)
+                           int(sizes.max()) if n_comp else 0, n_edges)
 
 
 def part_labels(result: ComponentResult, start: int, stop: int) -> np.ndarray:

@@ -5,7 +5,6 @@ Layout (``vNNNNNN`` is the manifest version that wrote it; nothing is ever overw
 
     manifest.json                               the single commit point
     snapshots/vNNNNNN/shard-SSSSS.parquet       cluster_id, count, mean (of member unit features), first/last day
-    snapshots/vNNNNNN/quantizer.npy             IVF centroids shared by every shard (when the gallery is large)
     assignments/day=D/vNNNNNN/part-PPPPP.parquet  face_id, cluster_id, decision, similarity, carried metadata
     quarantine/day=D/vNNNNNN/part-PPPPP.parquet   rejected rows with ``reason``
     reports/day=D/vNNNNNN/                      summary.json, config.yaml, dask-report.html

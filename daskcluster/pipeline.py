@@ -152,11 +152,13 @@ def stage_ingest(r: DayRunner) -> None:
 
 
 # --------------------------------------------------------------------------------------------- search
-def _quantizer(r: DayRunner, spec: IndexSpec, samples: list[Future], stage: str) -> Future | None:
-    """Train the shared IVF quantizer on a worker from per-partition samples (None for flat search)."""
+def _quantizer(r: DayRunner, spec: IndexSpec, sources: list[Future], sample_fn: Callable,
+               stage: str) -> Future | None:
+    """Train the shared IVF quantizer on a worker from a sample of each source (None for flat search)."""
     if spec.is_flat:
         return None
     n_max = max(r.cfg.search.train_sample, 39 * spec.nlist)
+    samples = [r.submit(f"{stage}-sample", sample_fn, src, n_max) for src in sources]
     fut = r.submit(f"{stage}-train", train_quantizer, samples, spec.nlist, n_max, r.backend)
     return r.wait(f"{stage}-train", [fut])[0]
 
@@ -188,16 +190,14 @@ def stage_assign(r: DayRunner) -> None:
     tables = r.wait("load-shard", [r.submit("load-shard", shards.load_shard, snapshot, s, plan.dim)
                                    for s in range(plan.n_shards)])
     spec = choose_index(plan.base.n_clusters, cfg.search)
-    n_max = max(cfg.search.train_sample, 39 * spec.nlist)
-    centroids = _quantizer(r, spec, [r.submit("gallery-sample", _gallery_sample, t, n_max) for t in tables],
-                           "assign")
+    centroids = _quantizer(r, spec, tables, _gallery_sample, "assign")
     index = [r.submit("gallery-index", assign.gallery_search_shard, t, spec, centroids, r.backend) for t in tables]
     best = _search_all(r, "assign", index, r.state.parts, assign.search_part, assign.ASSIGN_K)
     parts = [r.submit("assign-decide", assign.decide, p, b, cfg.assign.threshold)
              for p, b in zip(r.state.parts, best)]
     r.state.parts, r.state.tables = r.wait("assign", parts), tables
     r.state.counts["assigned"] = sum(r.gather([r.submit("count", _count_assigned, p) for p in parts]))
-    r.state.counts["assign_index"] = "flat" if spec.is_flat else f"IVF{spec.nlist},Flat nprobe={spec.nprobe}"
+    r.state.counts["assign_index"] = spec.describe()
 
 
 def _count_assigned(part: ingest.Part) -> int:
@@ -211,9 +211,7 @@ def _count_unassigned(part: ingest.Part) -> int:
 # --------------------------------------------------------------------------------------------- cluster
 def _graph_index(r: DayRunner, offsets: list[int], n_total: int) -> tuple[list[Future], IndexSpec]:
     spec = choose_index(n_total, r.cfg.search)
-    n_max = max(r.cfg.search.train_sample, 39 * spec.nlist)
-    samples = [] if spec.is_flat else [r.submit("knn-sample", graph.graph_sample, p, n_max) for p in r.state.parts]
-    centroids = _quantizer(r, spec, samples, "knn")
+    centroids = _quantizer(r, spec, r.state.parts, graph.graph_sample, "knn")
     built = [r.submit("knn-build", graph.graph_shard, p, off, spec, centroids, r.backend)
              for p, off in zip(r.state.parts, offsets)]
     return r.wait("knn-build", built), spec
@@ -226,36 +224,37 @@ def stage_cluster(r: DayRunner) -> list[Future]:
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     n_total = sum(sizes)
     gshards, spec = _graph_index(r, offsets, n_total)
-    r.state.counts["knn_index"] = "flat" if spec.is_flat else f"IVF{spec.nlist},Flat nprobe={spec.nprobe}"
+    r.state.counts["knn_index"] = spec.describe()
     best = _search_all(r, "knn", gshards, r.state.parts, graph.knn_search, cfg.k + 1, min_sim=cfg.threshold)
     edge_futs = r.wait("edges", [r.submit("edges", graph.edges, b, off, cfg.threshold)
                                  for b, off in zip(best, offsets)])
     if r.cfg.search.audit:
-        r.state.counts["edge_recall"] = audit_edges(r, gshards, best, spec)
+        r.state.counts["edge_recall"] = audit_edges(r, gshards, best, offsets, spec)
     vids = [r.submit("vertex-ids", components.unassigned_ids, p) for p in r.state.parts]
     comp = r.submit("components", components.label_components, n_total, edge_futs, vids,
                     r.plan.base.next_cluster_id, r.backend)
     result = r.wait("components", [comp])[0]
     stats = r.gather(r.submit("component-stats", _component_stats, result))
-    r.state.counts.update(stats, edges=sum(r.gather([r.submit("count", len, e) for e in edge_futs])))
+    r.state.counts.update(stats)
     return [r.submit("labels", components.part_labels, result, off, off + n) for off, n in zip(offsets, sizes)]
 
 
 def _component_stats(result: components.ComponentResult) -> dict[str, int]:
     return {"new_clusters": result.n_clusters, "singletons": result.n_singletons,
-            "largest_new_cluster": result.largest}
+            "largest_new_cluster": result.largest, "edges": result.n_edges}
 
 
 # --------------------------------------------------------------------------------------------- audit
-def _audit_queries(part: ingest.Part, best: tuple, m: int) -> tuple:
-    """Up to ``m`` unassigned faces of a partition (smallest id hashes) and their approximate top-k."""
+def _audit_queries(part: ingest.Part, best: tuple, offset: int, m: int) -> tuple:
+    """Up to ``m`` unassigned faces of a partition (smallest id hashes): features, approximate top-k
+    ``(D, I)`` and vertex numbers."""
     mask = part.unassigned
     pick = sample_rows(part.ids[mask], np.arange(int(mask.sum())), m)[1].astype(np.int64)
-    return part.x[mask][pick], best[0][pick]
+    return part.x[mask][pick], best[0][pick], best[1][pick], offset + pick
 
 
 def _concat_queries(items: list[tuple]) -> tuple:
-    return np.concatenate([i[0] for i in items]), np.concatenate([i[1] for i in items])
+    return tuple(np.concatenate([i[j] for i in items]) for j in range(4))
 
 
 def _exact_search(shard, queries: tuple, k: int) -> tuple:
@@ -265,16 +264,17 @@ def _exact_search(shard, queries: tuple, k: int) -> tuple:
 
 
 def _recall(exact: tuple, queries: tuple, threshold: float) -> tuple[int, int]:
-    return edge_recall(queries[1], exact[0], threshold)
+    return edge_recall((queries[1], queries[2]), exact, threshold, self_ids=queries[3])
 
 
-def audit_edges(r: DayRunner, gshards: list[Future], best: list[Future], spec: IndexSpec) -> float:
-    """Recall of the k-NN edges >= ``cluster.threshold`` on a sample, against exact search."""
+def audit_edges(r: DayRunner, gshards: list[Future], best: list[Future], offsets: list[int],
+                spec: IndexSpec) -> float:
+    """Recall (by id) of the k-NN edges >= ``cluster.threshold`` on a sample, against exact search."""
     if spec.is_flat:
         return 1.0
     m = max(1, r.cfg.search.audit_sample // max(1, len(best)))
-    q = r.submit("audit-queries", _concat_queries,
-                 [r.submit("audit-queries", _audit_queries, p, b, m) for p, b in zip(r.state.parts, best)])
+    q = r.submit("audit-queries", _concat_queries, [r.submit("audit-queries", _audit_queries, p, b, off, m)
+                                                    for p, b, off in zip(r.state.parts, best, offsets)])
     k = r.cfg.cluster.k + 1
     exact = r.submit("audit-merge", merge_topk, [r.submit("audit-search", _exact_search, s, q, k)
                                                  for s in gshards], k)

@@ -35,18 +35,21 @@ class IndexSpec:
     def is_flat(self) -> bool:
         return self.nlist == 0
 
+    def describe(self) -> str:
+        return "Flat (exact)" if self.is_flat else f"IVF{self.nlist},Flat nprobe={self.nprobe}"
+
 
 def choose_index(n_db: int, cfg: SearchConfig) -> IndexSpec:
     """Pick the index from the database size: flat when small or exact, else IVF with ~4 sqrt(n) lists.
 
-    nprobe defaults to nlist / 32 (at least 16): measured edge recall >= 0.99 for similarities >= 0.5 on
-    the synthetic and real sets (see ``search.audit``).
+    nprobe defaults to nlist / 32 (at least 32): measured edge recall (by id, ``search.audit``) >= 0.98 at
+    similarity 0.6 on realistic synthetic days of 30k to 200k faces, d = 64 to 256 (``scripts/bench_search.py``).
     """
     if cfg.exact or n_db < max(cfg.flat_below, 1):
         return IndexSpec()
     nlist = cfg.nlist or int(2 ** round(math.log2(4 * math.sqrt(n_db))))
     nlist = max(16, min(nlist, n_db // 39))  # faiss wants >= 39 training points per list
-    nprobe = cfg.nprobe or max(16, nlist // 32)
+    nprobe = cfg.nprobe or max(32, nlist // 32)
     return IndexSpec(nlist=nlist, nprobe=min(nprobe, nlist))
 
 
@@ -144,13 +147,13 @@ def merge_topk(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np
     return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
 
 
-def edge_recall(D_approx: np.ndarray, D_exact: np.ndarray, threshold: float) -> tuple[int, int]:
-    """How many of the exact top-k similarities >= ``threshold`` the approximate search found:
-    ``(found, total)`` counted per query row (similarity values, which tie-safe)."""
-    found = total = 0
-    for da, de in zip(D_approx, D_exact):
-        want = np.sort(de[de >= threshold])
-        got = np.sort(da[da >= threshold])
-        total += len(want)
-        found += min(len(want), len(got))
-    return found, total
+def edge_recall(approx: tuple[np.ndarray, np.ndarray], exact: tuple[np.ndarray, np.ndarray], threshold: float,
+                self_ids: np.ndarray | None = None) -> tuple[int, int]:
+    """How many of the exact top-k edges ``(query, id)`` with similarity >= ``threshold`` the approximate
+    top-k also holds, by id: ``(found, total)``. ``self_ids`` (each query's own id) are not edges."""
+    D, I = exact
+    want = (D >= threshold) & (I >= 0)
+    if self_ids is not None:
+        want &= I != self_ids[:, None]
+    hit = (I[:, :, None] == approx[1][:, None, :]).any(axis=2) & want
+    return int(hit.sum()), int(want.sum())

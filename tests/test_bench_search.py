@@ -56,6 +56,7 @@ def test_bench_search_json_lines(run, capsys):
     default = synth[configs.index("default")]
     assert default["index"].startswith("IVF") and 0 < default["nprobe"] <= default["nlist"]
     assert all(v >= 0.95 for v in default["edge_recall"].values()), default["edge_recall"]
+    assert all(v >= 0.9 for v in default["edge_recall_ids"].values()), default["edge_recall_ids"]
     assert default["speedup"] > 0 and default["search_s"] > 0
     # two shards merged with merge_topk give the single-shard result
     check = default["sharding_check"]

@@ -2,6 +2,7 @@
 result (tasks are pure, lost results are recomputed from their lineage)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -30,10 +31,8 @@ class KillAfter(NullProgress):
         if stage == self.stage and self.killed is None:
             held = self.client.has_what()
             self.killed = max(held, key=lambda w: len(held[w]))
-            try:
+            with contextlib.suppress(Exception):  # it dies before it can answer: that is the point
                 self.client.run(os._exit, 1, workers=[self.killed])
-            except Exception:  # the worker died before it could answer: that is the point
-                pass
             time.sleep(0.5)
 
 

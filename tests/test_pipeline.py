@@ -103,7 +103,7 @@ def test_exact_mode_matches_numpy_reference(client, small_days, tmp_path):
 def test_default_search_close_to_exact(client, tmp_path):
     from daskcluster.synth import SynthSpec, write_dataset
 
-    days = write_dataset(SynthSpec(days=1, faces_per_day=30_000, identities=3000, dim=64, seed=5), tmp_path / "d")
+    days = write_dataset(SynthSpec(days=1, faces_per_day=30_000, identities=3000, dim=128, seed=5), tmp_path / "d")
     f = {}
     for mode, extra in (("exact", ("search.exact=true",)), ("ivf", ("search.audit=true",))):
         res = run_day(client, days[0], tmp_path / mode, make_config(*extra))

@@ -24,7 +24,7 @@ def test_choose_index():
     assert choose_index(1000, SearchConfig()).is_flat
     assert choose_index(10**6, SearchConfig(exact=True)).is_flat
     spec = choose_index(200_000, SearchConfig())
-    assert spec.nlist == 2048 and spec.nprobe >= 16
+    assert spec.nlist == 2048 and spec.nprobe == 64
     assert choose_index(200_000, SearchConfig(nlist=100, nprobe=7)) == IndexSpec(100, 7)
 
 
@@ -71,7 +71,9 @@ def test_sample_rows_independent_of_partitioning():
     assert np.array_equal(np.concatenate([p[1] for p in parts])[keep], whole[1])
 
 
-def test_edge_recall_counts():
-    exact = np.array([[0.9, 0.8, 0.3]])
-    assert edge_recall(np.array([[0.9, 0.4, 0.3]]), exact, 0.5) == (1, 2)
-    assert edge_recall(exact, exact, 0.5) == (2, 2)
+def test_edge_recall_is_by_id_and_skips_self():
+    exact = (np.array([[1.0, 0.9, 0.8, 0.3]]), np.array([[5, 1, 2, 3]]))
+    approx = (np.array([[1.0, 0.9, 0.7, 0.3]]), np.array([[5, 1, 4, 3]]))
+    assert edge_recall(approx, exact, 0.5) == (2, 3)
+    assert edge_recall(approx, exact, 0.5, self_ids=np.array([5])) == (1, 2)
+    assert edge_recall(exact, exact, 0.5, self_ids=np.array([5])) == (2, 2)

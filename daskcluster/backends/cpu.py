@@ -15,7 +15,7 @@ def below_to_empty(D: np.ndarray, I: np.ndarray, min_sim: float | None) -> tuple
     """Blank out results under ``min_sim`` (``-inf``, ``-1``), as the IVF path never returns them."""
     if min_sim is None:
         return D, I
-    low = min_sim > D
+    low = D < min_sim
     return np.where(low, -np.inf, D).astype(np.float32), np.where(low, -1, I)
 
 
