@@ -167,3 +167,13 @@ def test_first_day_variable_lists_take_the_common_dimension(client, tmp_path):
     result = run_day(client, p, tmp_path / "g", make_config(), day="2026-01-01")
     assert result.summary["quarantined"] == 1 and read_manifest(tmp_path / "g").dim == DIM
     assert result.summary["quarantine_reasons"] == {"feature has dimension 33, expected 32": 1}
+
+
+def test_float16_features_and_unnormalised_input(client, tmp_path):
+    x = (_features(40, 11) * 7.5).astype(np.float16)  # real models' output is often not normalised
+    feature = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel(), pa.float16()), DIM)
+    p = write_day(tmp_path / "half.parquet", pa.array(np.arange(40), pa.int64()), feature)
+    result = run_day(client, p, tmp_path / "g", make_config(), day="2026-01-01")
+    assert result.status == "committed" and result.summary["faces_valid"] == 40
+    a = pq.read_table(tmp_path / "g" / read_manifest(tmp_path / "g").days[0].assignments).to_pandas()
+    np.testing.assert_allclose(np.sort(a.feature_norm), np.sort(np.linalg.norm(x.astype(np.float32), axis=1)), rtol=1e-3)

@@ -24,7 +24,7 @@ def test_choose_index():
     assert choose_index(1000, SearchConfig()).is_flat
     assert choose_index(10**6, SearchConfig(exact=True)).is_flat
     spec = choose_index(200_000, SearchConfig())
-    assert spec.nlist == 2048 and spec.nprobe == 64
+    assert spec.nlist == 1024 and spec.nprobe == 64
     assert choose_index(200_000, SearchConfig(nlist=100, nprobe=7)) == IndexSpec(100, 7)
 
 
