@@ -44,6 +44,7 @@ class SearchConfig(_Section):
     nlist: int = Field(0, ge=0, description="IVF lists; 0 = chosen from the data size")
     nprobe: int = Field(0, ge=0, description="IVF lists probed; 0 = chosen from nlist")
     train_sample: int = Field(100_000, ge=1000, description="vectors sampled to train the coarse quantizer")
+    shard_mb: float = Field(512.0, gt=0, description="features per k-NN graph shard (float32 MB)")
     audit: bool = False
     audit_sample: int = Field(2000, ge=10, description="queries checked against exact search when auditing")
 

@@ -11,11 +11,22 @@ from .ingest import Part
 from .search import IndexSpec, Shard, build_shard, sample_rows, search_shard
 
 
-def graph_shard(part: Part, offset: int, spec: IndexSpec, centroids: np.ndarray | None,
+def graph_shard(parts: list[Part], offset: int, spec: IndexSpec, centroids: np.ndarray | None,
                 backend: str) -> Shard:
-    """The ``knn-build`` task: index a partition's unassigned faces under their vertex numbers."""
-    x = part.x[part.unassigned]
+    """The ``knn-build`` task: index the unassigned faces of consecutive partitions under their vertex
+    numbers (``offset`` is the first partition's)."""
+    x = np.concatenate([p.x[p.unassigned] for p in parts])
     return build_shard(np.arange(offset, offset + len(x), dtype=np.int64), x, spec, centroids, backend)
+
+
+def group_partitions(sizes: list[int], n_groups: int) -> list[range]:
+    """Consecutive partitions in ``n_groups`` groups of about equal row counts (a shard each)."""
+    n_groups = max(1, min(n_groups, len(sizes)))
+    cum = np.cumsum([0, *sizes])
+    targets = np.linspace(0, cum[-1], n_groups + 1)[1:-1]
+    cuts = np.abs(cum[None, :] - targets[:, None]).argmin(axis=1)
+    bounds = sorted({0, *np.clip(cuts, 1, len(sizes) - 1).tolist(), len(sizes)}) if len(sizes) > 1 else [0, 1]
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def graph_sample(part: Part, n_max: int) -> tuple[np.ndarray, np.ndarray]:

@@ -69,10 +69,18 @@ def _candidates(index: BlockedIVF, xq: np.ndarray, k: int, nprobe: int, min_sim:
     return np.concatenate(out_q), np.concatenate(out_r), np.concatenate(out_s)
 
 
+def _sort_key(q: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """One int64 key ordering candidates by query, then by descending score (the float32 bits of ``-s``
+    made monotonic as integers): one integer sort instead of a three-key lexsort."""
+    bits = (-s.astype(np.float32)).view(np.int32).astype(np.int64)
+    bits = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    return (q.astype(np.int64) << 32) + (bits + 2**31)
+
+
 def _top_per_query(nq: int, q: np.ndarray, rows: np.ndarray, s: np.ndarray, k: int):
     D = np.full((nq, k), -np.inf, np.float32)
     I = np.full((nq, k), -1, np.int64)
-    order = np.lexsort((rows, -s, q))
+    order = np.argsort(_sort_key(q, s), kind="stable")  # candidates come in a fixed order: ties are stable
     q, rows, s = q[order], rows[order], s[order]
     start = np.searchsorted(q, np.arange(nq))
     rank = np.arange(len(q)) - start[q]

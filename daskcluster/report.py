@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
@@ -36,7 +37,7 @@ def quality(files: list[Path]) -> dict | None:
     if found is None or len(found[0]) == 0:
         return None
     labels, clusters = found
-    keep = ~np.asarray([v is None or v != v for v in labels]) if labels.dtype == object else np.ones(len(labels), bool)
+    keep = ~pd.isna(labels)
     return evaluate(labels[keep], clusters[keep])
 
 

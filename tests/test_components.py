@@ -39,3 +39,13 @@ def test_shard_update_is_exact_mean():
                          ClusterSums(np.empty(0, np.int64), np.empty((0, 4)), np.empty(0, np.int64)), "2026-01-02")
     np.testing.assert_allclose(shard.mean[1], np.concatenate([x[6:], more]).mean(axis=0), rtol=1e-6)
     assert shard.count.tolist() == [6, 7] and str(shard.last_day[1]) == "2026-01-02"
+
+
+def test_group_partitions_balanced_and_consecutive():
+    from daskcluster.graph import group_partitions
+
+    assert group_partitions([10, 10, 10, 10], 2) == [range(0, 2), range(2, 4)]
+    assert group_partitions([50, 50, 50, 50, 1], 3) == [range(0, 1), range(1, 3), range(3, 5)]
+    assert group_partitions([7], 4) == [range(0, 1)]
+    groups = group_partitions([3, 0, 9, 1, 4, 4, 8], 3)
+    assert [i for g in groups for i in g] == list(range(7)) and len(groups) == 3
