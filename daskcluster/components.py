@@ -1,8 +1,10 @@
 """Connected components of the step-2 graph, turned into new cluster ids.
 
-Every component, singletons included, becomes a new cluster. Ids are handed out from the manifest's
-counter in ascending order of each component's smallest ``face_id``, so they depend neither on the input
-order nor on the partitioning.
+The components are found without gathering the edges: each edge partition is reduced to a star forest
+(``cc-forest``), forests are merged by a tree reduction (``cc-merge``), and the final forest labels the
+vertices (``components``). Every component, singletons included, becomes a new cluster. Ids are handed
+out from the manifest's counter in ascending order of each component's smallest ``face_id``, so they
+depend neither on the input order nor on the partitioning.
 """
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ from .backends import get_backend
 from .ingest import Part
 from .shards import ClusterSums, group_sums
 
+Forest = tuple[np.ndarray, np.ndarray]
+"""A star forest ``(vertex, root)``: every non-root vertex of a component, with the component's smallest
+vertex as its root. It has fewer rows than vertices, so reducing edges to forests bounds memory by the
+number of vertices, never by the number of edges."""
+
 
 @dataclass
 class ComponentResult:
@@ -21,28 +28,51 @@ class ComponentResult:
     n_clusters: int
     n_singletons: int
     largest: int
-    n_edges: int  # distinct undirected edges
 
 
 def unassigned_ids(part: Part) -> np.ndarray:
     return part.ids[part.unassigned]
 
 
-def label_components(n: int, edge_lists: list[np.ndarray], vertex_ids: list[np.ndarray], next_id: int,
-                     backend: str) -> ComponentResult:
-    """The ``components`` task: component labels, then cluster ids ordered by smallest face id."""
-    e = np.concatenate(edge_lists) if edge_lists else np.empty(0, [("src", np.int64), ("dst", np.int64)])
-    labels = get_backend(backend).connected_components(n, e["src"], e["dst"])
+def _star_forest(src: np.ndarray, dst: np.ndarray, backend: str) -> Forest:
+    touched, local = np.unique(np.concatenate([src, dst]), return_inverse=True)
+    if len(touched) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    labels = get_backend(backend).connected_components(len(touched), local[:len(src)], local[len(src):])
+    _, first = np.unique(labels, return_index=True)  # touched is ascending: first member = smallest
+    root = touched[first][labels]
+    keep = touched != root
+    return touched[keep], root[keep]
+
+
+def edge_forest(edges: np.ndarray, backend: str) -> Forest:
+    """The ``cc-forest`` task: one edge partition reduced to the star forest of its components."""
+    return _star_forest(edges["src"], edges["dst"], backend)
+
+
+def merge_forests(forests: list[Forest], backend: str) -> Forest:
+    """The ``cc-merge`` task: the star forest of the union of forests (a tree-reduction step)."""
+    return _star_forest(np.concatenate([f[0] for f in forests]), np.concatenate([f[1] for f in forests]),
+                        backend)
+
+
+def label_components(n: int, forest: Forest, vertex_ids: list[np.ndarray], next_id: int) -> ComponentResult:
+    """The ``components`` task: new cluster ids from the merged forest, in order of smallest face id.
+
+    Holds O(vertices): each vertex's root and face id.
+    """
+    root = np.arange(n, dtype=np.int64)
+    root[forest[0]] = forest[1]
+    roots, labels = np.unique(root, return_inverse=True)
     face_ids = np.concatenate(vertex_ids) if vertex_ids else np.empty(0, np.int64)
-    n_comp = int(labels.max()) + 1 if n else 0
+    n_comp = len(roots)
     smallest = np.full(n_comp, np.iinfo(np.int64).max)
     np.minimum.at(smallest, labels, face_ids)
     rank = np.empty(n_comp, np.int64)
     rank[np.argsort(smallest, kind="stable")] = np.arange(n_comp)
     sizes = np.bincount(labels, minlength=n_comp)
-    n_edges = len(np.unique(e["src"] * np.int64(n) + e["dst"]))
     return ComponentResult(next_id + rank[labels], n_comp, int((sizes == 1).sum()),
-                           int(sizes.max()) if n_comp else 0, n_edges)
+                           int(sizes.max()) if n_comp else 0)
 
 
 def part_labels(result: ComponentResult, start: int, stop: int) -> np.ndarray:

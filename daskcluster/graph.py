@@ -44,7 +44,8 @@ def knn_search(shard: Shard, part: Part, k: int, min_sim: float) -> tuple[np.nda
 def edges(best: tuple[np.ndarray, np.ndarray], offset: int, threshold: float) -> np.ndarray:
     """The ``edges`` task: ``(src, dst, sim)`` rows with ``src < dst`` and ``sim >= threshold``.
 
-    Returned as a structured array; an edge found from both ends appears once per end and is harmless.
+    Returned as a structured array; an edge found from both ends appears once per end (harmless for the
+    components; ``knn_edges`` in the summary counts these directed rows).
     """
     D, I = best
     src = np.repeat(np.arange(offset, offset + len(D), dtype=np.int64), D.shape[1] if len(D) else 0)

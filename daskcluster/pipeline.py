@@ -39,6 +39,8 @@ from .search import (
 
 log = logging.getLogger(__name__)
 
+FAN_IN = 8  # inputs per reduction task
+
 
 class Progress(Protocol):
     def start(self, stage: str, total: int) -> None: ...
@@ -100,6 +102,13 @@ class DayRunner:
 
     def pick(self, name: str, fut: Future, i: int) -> Future:
         return self.submit(name, operator.getitem, fut, i)
+
+    def tree_reduce(self, name: str, fn: Callable, futures: list[Future], *args: Any) -> Future:
+        """Combine ``futures`` with ``fn(list, *args)`` in rounds of at most ``FAN_IN``: no task receives
+        more than ``FAN_IN`` inputs, whatever the number of shards or partitions."""
+        while len(futures) > 1:
+            futures = [self.submit(name, fn, futures[i:i + FAN_IN], *args) for i in range(0, len(futures), FAN_IN)]
+        return futures[0]
 
 
 # --------------------------------------------------------------------------------------------- ingest
@@ -170,7 +179,7 @@ def _search_all(r: DayRunner, name: str, shard_futs: list[Future], queries: list
     merged = []
     for q in queries:
         per_shard = [r.submit(f"{name}-search", fn, s, q, k, **kw) for s in shard_futs]
-        merged.append(r.submit(f"{name}-merge", merge_topk, per_shard, k))
+        merged.append(r.tree_reduce(f"{name}-merge", merge_topk, per_shard, k))
     return merged
 
 
@@ -236,18 +245,19 @@ def stage_cluster(r: DayRunner) -> list[Future]:
                                  for b, off in zip(best, offsets)])
     if r.cfg.search.audit:
         r.state.counts["edge_recall"] = audit_edges(r, gshards, best, offsets, spec)
+    forests = [r.submit("cc-forest", components.edge_forest, e, r.backend) for e in edge_futs]
+    forest = r.tree_reduce("cc-merge", components.merge_forests, forests, r.backend)
     vids = [r.submit("vertex-ids", components.unassigned_ids, p) for p in r.state.parts]
-    comp = r.submit("components", components.label_components, n_total, edge_futs, vids,
-                    r.plan.base.next_cluster_id, r.backend)
+    comp = r.submit("components", components.label_components, n_total, forest, vids, r.plan.base.next_cluster_id)
     result = r.wait("components", [comp])[0]
     stats = r.gather(r.submit("component-stats", _component_stats, result))
-    r.state.counts.update(stats)
+    r.state.counts.update(stats, knn_edges=sum(r.gather([r.submit("count", len, e) for e in edge_futs])))
     return [r.submit("labels", components.part_labels, result, off, off + n) for off, n in zip(offsets, sizes)]
 
 
 def _component_stats(result: components.ComponentResult) -> dict[str, int]:
     return {"new_clusters": result.n_clusters, "singletons": result.n_singletons,
-            "largest_new_cluster": result.largest, "edges": result.n_edges}
+            "largest_new_cluster": result.largest}
 
 
 # --------------------------------------------------------------------------------------------- audit

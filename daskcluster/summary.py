@@ -21,7 +21,7 @@ def print_summary(console: Console, result: DayResult) -> None:
     s = result.summary
     table = Table(title=f"day {result.day}: {result.message}", show_header=False)
     for key in ("faces_in", "faces_valid", "quarantined", "assigned", "new_clusters", "singletons",
-                "largest_new_cluster", "edges", "gallery_clusters", "gallery_faces", "largest_cluster",
+                "largest_new_cluster", "knn_edges", "gallery_clusters", "gallery_faces", "largest_cluster",
                 "assign_index", "knn_index", "edge_recall"):
         if key in s:
             table.add_row(key.replace("_", " "), _fmt(s[key]))

@@ -1,6 +1,6 @@
 import numpy as np
 
-from daskcluster.components import label_components
+from daskcluster.components import edge_forest, label_components, merge_forests
 from daskcluster.graph import edges
 from daskcluster.shards import ClusterSums, empty_shard, group_sums, reduce_sums, update_shard
 
@@ -15,10 +15,30 @@ def _edges(pairs):
 def test_cluster_ids_follow_smallest_face_id():
     # vertices 0..5 with face ids; components {0,1}, {2}, {3,4,5}
     face_ids = [np.array([50, 10, 40]), np.array([30, 20, 60])]
-    res = label_components(6, [_edges([(0, 1)]), _edges([(3, 4), (4, 5)])], face_ids, 100, "cpu")
+    forest = merge_forests([edge_forest(_edges([(0, 1)]), "cpu"), edge_forest(_edges([(3, 4), (4, 5)]), "cpu")], "cpu")
+    res = label_components(6, forest, face_ids, 100)
     # smallest face ids: {0,1} -> 10, {3,4,5} -> 20, {2} -> 40
     assert res.cluster_id.tolist() == [100, 100, 102, 101, 101, 101]
     assert (res.n_clusters, res.n_singletons, res.largest) == (3, 1, 3)
+
+
+def test_forest_tree_reduction_equals_components_of_all_edges():
+    import scipy.sparse
+    import scipy.sparse.csgraph
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    parts = [_edges(list(zip(*rng.integers(0, n, (2, 300)).tolist()))) for _ in range(13)]
+    forests = [edge_forest(p, "cpu") for p in parts]
+    assert all(len(f[0]) < n for f in forests)  # a forest never has more rows than vertices
+    while len(forests) > 1:  # fan-in 3 rounds, as the pipeline's tree reduction
+        forests = [merge_forests(forests[i:i + 3], "cpu") for i in range(0, len(forests), 3)]
+    got = label_components(n, forests[0], [np.arange(n)], 0).cluster_id
+    e = np.concatenate(parts)
+    g = scipy.sparse.coo_matrix((np.ones(len(e)), (e["src"], e["dst"])), shape=(n, n))
+    _, want = scipy.sparse.csgraph.connected_components(g, directed=False)
+    pairs = set(zip(got.tolist(), want.tolist()))
+    assert len(pairs) == len(set(got.tolist())) == len(set(want.tolist()))
 
 
 def test_edges_threshold_and_self_loops():
