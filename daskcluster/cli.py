@@ -182,6 +182,22 @@ def status(gallery) -> None:
         _fail(exc)
 
 
+@main.command()
+@GALLERY_OPTION
+@CONFIG_OPTION
+@SET_OPTION
+def retrain(gallery, config_file, overrides) -> None:
+    """Re-train the gallery's shared IVF quantizer now (it is otherwise re-trained as the gallery grows)."""
+    from .maintenance import retrain_quantizer
+
+    try:
+        result = retrain_quantizer(gallery, load_config(config_file, overrides))
+    except (ConfigError, GalleryError) as exc:
+        _fail(exc)
+    console.print(f"quantizer {result['path']} ({result['nlist']} lists, {result['clusters']} clusters) "
+                  f"committed as version {result['version']}")
+
+
 @main.command("show-config")
 @CONFIG_OPTION
 @SET_OPTION

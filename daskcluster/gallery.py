@@ -5,6 +5,7 @@ Layout (``vNNNNNN`` is the manifest version that wrote it; nothing is ever overw
 
     manifest.json                               the single commit point
     snapshots/vNNNNNN/shard-SSSSS.parquet       cluster_id, count, mean (of member unit features), first/last day
+    quantizers/vNNNNNN.npy                      the IVF coarse centroids shared by every gallery shard
     assignments/day=D/vNNNNNN/part-PPPPP.parquet  face_id, cluster_id, decision, similarity, carried metadata
     quarantine/day=D/vNNNNNN/part-PPPPP.parquet   rejected rows with ``reason``
     reports/day=D/vNNNNNN/                      summary.json, config.yaml, dask-report.html
@@ -12,6 +13,7 @@ Layout (``vNNNNNN`` is the manifest version that wrote it; nothing is ever overw
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 import os
@@ -53,6 +55,7 @@ class DayRecord:
     n_faces: int
     n_quarantined: int
     committed_at: str
+    quantizer: dict | None = None  # {"path", "nlist"} of the gallery's IVF quantizer after this day
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Manifest:
     n_clusters: int = 0
     n_faces: int = 0
     days: list[DayRecord] = field(default_factory=list)
+    quantizer: dict | None = None
     format: int = FORMAT_VERSION
 
     def day(self, day: str) -> DayRecord | None:
@@ -131,6 +135,8 @@ def remove_uncommitted(gallery: str | Path, rel_dirs: list[str]) -> None:
     root = Path(gallery)
     for rel in rel_dirs:
         target = root / rel
+        if target.is_file():
+            target.unlink()
         shutil.rmtree(target, ignore_errors=True)
         for parent in target.parents:
             if parent == root or not parent.is_relative_to(root):
@@ -139,6 +145,16 @@ def remove_uncommitted(gallery: str | Path, rel_dirs: list[str]) -> None:
                 parent.rmdir()
             except OSError:
                 break
+
+
+def write_npy_atomic(array: np.ndarray, path: str | Path) -> None:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_npy(path: str | Path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:

@@ -22,7 +22,16 @@ from distributed import Client, Future, as_completed, performance_report
 
 from . import assign, components, graph, ingest, outputs, shards
 from .config import Config
-from .gallery import DayRecord, Manifest, now_utc, read_face_ids, remove_uncommitted, write_manifest
+from .gallery import (
+    DayRecord,
+    Manifest,
+    load_npy,
+    now_utc,
+    read_face_ids,
+    remove_uncommitted,
+    write_manifest,
+    write_npy_atomic,
+)
 from .io import InputError, length_histogram, modal_length
 from .plan import DayPlan, output_dirs, plan_day
 from .report import quality, write_report
@@ -67,6 +76,7 @@ class DayState:
     tables: list[Future] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    new_quantizer: tuple[Future, int] | None = None
 
 
 class DayRunner:
@@ -83,6 +93,21 @@ class DayRunner:
     def submit(self, name: str, fn: Callable, *args: Any, **kwargs: Any) -> Future:
         """Submit a task whose dashboard name is ``name``."""
         return self.client.submit(fn, *args, key=f"{name}-{self.token}-{uuid.uuid4().hex[:8]}", **kwargs)
+
+    def submit_at(self, worker: str | None, name: str, fn: Callable, *args: Any, **kwargs: Any) -> Future:
+        """Submit to run where ``worker`` is (a preference: if it died, anywhere)."""
+        where = {"workers": [worker], "allow_other_workers": True} if worker else {}
+        return self.submit(name, fn, *args, **where, **kwargs)
+
+    def spread(self, name: str, fn: Callable, arg_lists: list[tuple]) -> list[Future]:
+        """One task per argument tuple, placed round-robin on the workers (for shards: one load each)."""
+        workers = sorted(self.client.scheduler_info().get("workers", {})) or [None]
+        return [self.submit_at(workers[i % len(workers)], name, fn, *args) for i, args in enumerate(arg_lists)]
+
+    def homes(self, futures: list[Future]) -> list[str | None]:
+        """The worker holding each (finished) future."""
+        who = self.client.who_has(futures)
+        return [min(who.get(f.key, ()), default=None) for f in futures]
 
     def wait(self, stage: str, futures: list[Future]) -> list[Future]:
         """Wait for a stage's tasks, reporting progress; re-raises the first task error."""
@@ -175,10 +200,14 @@ def _quantizer(r: DayRunner, spec: IndexSpec, sources: list[Future], sample_fn: 
 
 def _search_all(r: DayRunner, name: str, shard_futs: list[Future], queries: list[Future],
                 fn: Callable, k: int, **kw: Any) -> list[Future]:
-    """Every query partition against every shard, merged per partition (top-k by similarity, then id)."""
+    """Every query partition against every shard, merged per partition (top-k by similarity, then id).
+
+    Each search runs on the worker holding its shard: query partitions travel, shards never do, and only
+    ``(similarity, id)`` top-k lists come back to be merged."""
+    homes = r.homes(shard_futs)
     merged = []
     for q in queries:
-        per_shard = [r.submit(f"{name}-search", fn, s, q, k, **kw) for s in shard_futs]
+        per_shard = [r.submit_at(h, f"{name}-search", fn, s, q, k, **kw) for s, h in zip(shard_futs, homes)]
         merged.append(r.tree_reduce(f"{name}-merge", merge_topk, per_shard, k))
     return merged
 
@@ -193,21 +222,38 @@ def stage_assign(r: DayRunner) -> None:
     if plan.base.n_clusters == 0:
         r.state.parts = r.wait("assign", [r.submit("assign-skip", assign.unassigned_part, p)
                                           for p in r.state.parts])
-        r.state.tables = [r.submit("load-shard", shards.empty_shard, s, plan.dim) for s in range(plan.n_shards)]
+        r.state.tables = r.spread("load-shard", shards.empty_shard, [(s, plan.dim) for s in range(plan.n_shards)])
         r.state.counts["assigned"] = 0
         return
     snapshot = str(plan.gallery / plan.base.snapshot)
-    tables = r.wait("load-shard", [r.submit("load-shard", shards.load_shard, snapshot, s, plan.dim)
-                                   for s in range(plan.n_shards)])
+    tables = r.wait("load-shard", r.spread("load-shard", shards.load_shard,
+                                           [(snapshot, s, plan.dim) for s in range(plan.n_shards)]))
     spec = choose_index(plan.base.n_clusters, cfg.search)
-    centroids = _quantizer(r, spec, tables, _gallery_sample, "assign")
-    index = [r.submit("gallery-index", assign.gallery_search_shard, t, spec, centroids, r.backend) for t in tables]
+    centroids = _gallery_quantizer(r, spec, tables)
+    index = [r.submit_at(h, "gallery-index", assign.gallery_search_shard, t, spec, centroids, r.backend)
+             for t, h in zip(tables, r.homes(tables))]
     best = _search_all(r, "assign", index, r.state.parts, assign.search_part, assign.ASSIGN_K)
     parts = [r.submit("assign-decide", assign.decide, p, b, cfg.assign.threshold)
              for p, b in zip(r.state.parts, best)]
     r.state.parts, r.state.tables = r.wait("assign", parts), tables
     r.state.counts["assigned"] = sum(r.gather([r.submit("count", _count_assigned, p) for p in parts]))
     r.state.counts["assign_index"] = spec.describe()
+
+
+def _gallery_quantizer(r: DayRunner, spec: IndexSpec, tables: list[Future]) -> Future | None:
+    """The gallery's IVF quantizer: the stored one while its list count is still what the index rule picks
+    for the gallery's size (nlist ~ 2 sqrt(n): it is re-trained each time the gallery has grown ~4x), else
+    a new one, trained on a worker and written at commit."""
+    if spec.is_flat:
+        return None
+    stored = r.plan.base.quantizer
+    if stored and stored["nlist"] == spec.nlist and not r.cfg.search.exact:
+        r.state.counts["assign_quantizer"] = f"reused {stored['path']}"
+        return r.submit("assign-quantizer", load_npy, str(r.plan.gallery / stored["path"]))
+    centroids = _quantizer(r, spec, tables, _gallery_sample, "assign")
+    r.state.counts["assign_quantizer"] = "trained"
+    r.state.new_quantizer = (centroids, spec.nlist)
+    return centroids
 
 
 def _count_assigned(part: ingest.Part) -> int:
@@ -227,8 +273,9 @@ def _graph_index(r: DayRunner, sizes: list[int], offsets: list[int]) -> tuple[li
     spec = choose_index(n_total, r.cfg.search)
     centroids = _quantizer(r, spec, r.state.parts, graph.graph_sample, "knn")
     n_groups = math.ceil(n_total * r.plan.dim * 4 / 2**20 / r.cfg.search.shard_mb)
-    built = [r.submit("knn-build", graph.graph_shard, [r.state.parts[i] for i in g], offsets[g.start], spec,
-                      centroids, r.backend) for g in graph.group_partitions(sizes, n_groups)]
+    built = r.spread("knn-build", graph.graph_shard, [([r.state.parts[i] for i in g], offsets[g.start], spec,
+                                                        centroids, r.backend)
+                                                       for g in graph.group_partitions(sizes, n_groups)])
     return r.wait("knn-build", built), spec
 
 
@@ -314,10 +361,12 @@ def stage_merge(r: DayRunner, labels: list[Future]) -> None:
     n_s, parts = r.plan.n_shards, r.state.parts
     old = [r.submit("centre-sums", assign.assigned_sums, p, n_s) for p in parts]
     new = [r.submit("new-centres", components.new_cluster_sums, p, lab, n_s) for p, lab in zip(parts, labels)]
-    updated = [r.submit("centre-update", _shard_update, t, [r.pick("sums", o, s) for o in old],
-                        [r.pick("sums", n, s) for n in new], r.plan.day) for s, t in enumerate(r.state.tables)]
+    homes = r.homes(r.wait("load-shard", r.state.tables))
+    updated = [r.submit_at(h, "centre-update", _shard_update, t, [r.pick("sums", o, s) for o in old],
+                           [r.pick("sums", n, s) for n in new], r.plan.day)
+               for s, (t, h) in enumerate(zip(r.state.tables, homes))]
     r.wait("centre-update", updated)
-    writes = [r.submit("write-shard", shards.write_shard, t, r.dirs["snapshot"]) for t in updated]
+    writes = [r.submit_at(h, "write-shard", shards.write_shard, t, r.dirs["snapshot"]) for t, h in zip(updated, homes)]
     writes += [r.submit("write-assignments", outputs.write_outputs, p, lab, r.dirs["assignments"],
                         r.dirs["quarantine"], r.cfg.ingest.id_column) for p, lab in zip(parts, labels)]
     r.wait("write", writes)
@@ -346,10 +395,21 @@ def _summary(r: DayRunner) -> dict:
     return summary
 
 
+def _commit_quantizer(r: DayRunner) -> dict | None:
+    """The quantizer the next day starts from: the one trained today (written now), else the stored one."""
+    if r.state.new_quantizer is None:
+        return r.plan.base.quantizer
+    centroids, nlist = r.state.new_quantizer
+    rel = output_dirs(r.plan)["quantizer"]
+    r.gather(r.submit("commit", write_npy_atomic, centroids, str(r.plan.gallery / rel)))
+    return {"path": rel, "nlist": nlist}
+
+
 def commit(r: DayRunner, summary: dict) -> None:
     """Write the report, then swap the manifest: the day is committed when the rename lands."""
     plan, base, c = r.plan, r.plan.base, r.state.counts
     write_report(Path(r.dirs["report"]), summary, r.cfg.to_dict())
+    quantizer = _commit_quantizer(r)
     rel = output_dirs(plan)
     record = DayRecord(
         day=plan.day, version=plan.version, snapshot_before=base.snapshot, snapshot=rel["snapshot"],
@@ -357,11 +417,11 @@ def commit(r: DayRunner, summary: dict) -> None:
         report=rel["report"], input_checksum=plan.checksum, config_digest=r.cfg.digest(), config=r.cfg.to_dict(),
         next_cluster_id_before=base.next_cluster_id, next_cluster_id_after=base.next_cluster_id + c["new_clusters"],
         n_clusters_after=c["gallery_clusters"], n_faces_after=c["gallery_faces"], n_faces=c["faces_valid"],
-        n_quarantined=c["quarantined"], committed_at=now_utc())
+        n_quarantined=c["quarantined"], committed_at=now_utc(), quantizer=quantizer)
     manifest = Manifest(dim=plan.dim, n_shards=plan.n_shards, version=plan.version,
                         next_cluster_id=record.next_cluster_id_after, snapshot=record.snapshot,
                         n_clusters=record.n_clusters_after, n_faces=record.n_faces_after,
-                        days=[*base.days, record])
+                        days=[*base.days, record], quantizer=quantizer)
     write_manifest(plan.gallery, manifest)
 
 

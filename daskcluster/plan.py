@@ -32,6 +32,7 @@ class BaseState:
     n_clusters: int = 0
     n_faces: int = 0
     days: list[DayRecord] = field(default_factory=list)
+    quantizer: dict | None = None
 
 
 @dataclass
@@ -58,7 +59,8 @@ def base_state(manifest: Manifest | None, day: str) -> BaseState:
     if not kept:
         return BaseState()
     last = kept[-1]
-    return BaseState(last.snapshot, last.next_cluster_id_after, last.n_clusters_after, last.n_faces_after, kept)
+    return BaseState(last.snapshot, last.next_cluster_id_after, last.n_clusters_after, last.n_faces_after, kept,
+                     last.quantizer)
 
 
 def _check_order(manifest: Manifest | None, day: str, checksum: str, force: bool) -> str | None:
@@ -102,4 +104,5 @@ def output_dirs(plan: DayPlan) -> dict[str, str]:
         "assignments": version_dir("assignments", plan.version, plan.day),
         "quarantine": version_dir("quarantine", plan.version, plan.day),
         "report": version_dir("reports", plan.version, plan.day),
+        "quantizer": f"quantizers/v{plan.version:06d}.npy",
     }

@@ -70,24 +70,28 @@ def test_errors_are_clear_and_exit_nonzero(data, tmp_path):
 def exact_runs(data, tmp_path_factory):
     """face_id -> cluster_id after both days in exact mode, per worker count (computed once each)."""
     root, cache = tmp_path_factory.mktemp("workers"), {}
+    modes = {"exact": ("search.exact=true",),
+             "index": ("search.flat_below=100", "gallery.shards=2", "search.nlist=16", "search.nprobe=4")}
 
-    def run(n: int):
-        if n not in cache:
-            g = root / f"g{n}"
+    def run(mode: str, n: int):
+        if (mode, n) not in cache:
+            g = root / f"{mode}{n}"
+            sets = [a for kv in (*modes[mode], "ingest.partition_mb=0.1") for a in ("--set", kv)]
             for day in sorted(data.iterdir()):
-                dc("run-day", "--input", day, "--gallery", g, "--workers", n, "--set", "search.exact=true",
-                   "--set", "ingest.partition_mb=0.1")
-            dc("export", "--gallery", g, "--out", root / f"e{n}.parquet")
-            cache[n] = pq.read_table(root / f"e{n}.parquet").to_pandas().sort_values("face_id").reset_index(drop=True)
-        return cache[n]
+                dc("run-day", "--input", day, "--gallery", g, "--workers", n, *sets)
+            dc("export", "--gallery", g, "--out", root / f"{mode}{n}.parquet")
+            table = pq.read_table(root / f"{mode}{n}.parquet").to_pandas()
+            cache[mode, n] = table.sort_values("face_id").reset_index(drop=True)
+        return cache[mode, n]
 
     return run
 
 
-@pytest.mark.parametrize("workers", [1, 3])
-def test_exact_mode_identical_for_any_worker_count(exact_runs, workers):
-    """Exact mode: the same clusters and the same ids whatever the number of workers (2 is the baseline)."""
-    assert exact_runs(2).equals(exact_runs(workers))
+@pytest.mark.parametrize("mode, workers", [("exact", 1), ("exact", 3), ("index", 1), ("index", 3)])
+def test_identical_for_any_worker_count(exact_runs, mode, workers):
+    """The same clusters and the same ids whatever the number of workers (2 is the baseline): in exact
+    mode, and in index mode at a given gallery shard count."""
+    assert exact_runs(mode, 2).equals(exact_runs(mode, workers))
 
 
 def test_existing_scheduler(data, tmp_path):

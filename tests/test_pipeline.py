@@ -121,3 +121,30 @@ def test_status_and_report(three_days):
     summary = json.loads((report / "summary.json").read_text())
     assert summary["quality_gallery"]["n"] == 4500
     assert (report / "dask-report.html").exists() and (report / "config.yaml").exists()
+
+
+def test_gallery_quantizer_is_persisted_reused_and_retrained(client, small_days, tmp_path):
+    from daskcluster.config import load_config
+    from daskcluster.maintenance import retrain_quantizer
+
+    gallery = tmp_path / "g"
+    cfg = make_config("search.flat_below=50")
+    r1, r2, r3 = (run_day(client, d, gallery, cfg) for d in small_days)
+    assert "assign_quantizer" not in r1.summary and r2.summary["assign_quantizer"] == "trained"
+    stored = read_manifest(gallery).days[1].quantizer
+    assert stored and (gallery / stored["path"]).exists()
+    assert r3.summary["assign_quantizer"] == f"reused {stored['path']}"
+    before = read_manifest(gallery).version
+    result = retrain_quantizer(gallery, load_config(environ={}))
+    manifest = read_manifest(gallery)
+    assert manifest.version == before + 1 and manifest.quantizer["path"] == result["path"] != stored["path"]
+    assert manifest.days[-1].quantizer == manifest.quantizer and (gallery / result["path"]).exists()
+
+
+def test_exact_mode_independent_of_partition_size(client, small_days, tmp_path):
+    got = {}
+    for mb in (0.05, 0.3, 64):
+        for d in small_days:
+            run_day(client, d, tmp_path / f"g{mb}", make_config(*EXACT, f"ingest.partition_mb={mb}"))
+        got[mb] = face_clusters(tmp_path / f"g{mb}").to_pandas().sort_values("face_id").reset_index(drop=True)
+    assert got[0.05].equals(got[64]) and got[0.3].equals(got[64])
