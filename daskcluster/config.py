@@ -50,7 +50,9 @@ class SearchConfig(_Section):
 
 
 class GalleryConfig(_Section):
-    shards: int = Field(0, ge=0, description="gallery shards; 0 = one per worker at the first day")
+    shards: int = Field(0, ge=0, description="gallery shards, fixed at the first day; 0 = from the budget below")
+    max_clusters: int = Field(1_000_000, ge=1, description="clusters the gallery is sized for")
+    shard_mb: float = Field(256.0, gt=0, description="cluster means (float32) per shard at max_clusters")
 
 
 class DaskConfig(_Section):

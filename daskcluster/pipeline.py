@@ -440,8 +440,7 @@ def _run_stages(r: DayRunner) -> dict:
 def run_day(client: Client, input_path: str | Path, gallery: str | Path, cfg: Config, day: str | None = None,
             force: bool = False, progress: Progress | None = None) -> DayResult:
     """Run one day into the gallery; the gallery is unchanged unless the day commits."""
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-    plan = plan_day(input_path, gallery, cfg, day, force, n_workers)
+    plan = plan_day(input_path, gallery, cfg, day, force)
     if plan.skip_reason:
         log.warning(plan.skip_reason)
         return DayResult("skipped", plan.day, plan.skip_reason)

@@ -3,6 +3,7 @@ checks that refuse it (day order, dimension). Reads only manifests and Parquet f
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,8 +79,16 @@ def _check_order(manifest: Manifest | None, day: str, checksum: str, force: bool
     return None
 
 
-def plan_day(input_path: str | Path, gallery: str | Path, cfg: Config, day: str | None, force: bool,
-             n_workers: int) -> DayPlan:
+def shard_count(cfg: Config, dim: int) -> int:
+    """Gallery shards from the memory budget: ``gallery.max_clusters`` means of ``dim`` float32 in shards of
+    ``gallery.shard_mb``. Fixed at the first day (``cluster_id % shards`` is the owner), and independent of
+    the number of workers, so the clusters do not depend on it either."""
+    if cfg.gallery.shards:
+        return cfg.gallery.shards
+    return max(1, math.ceil(cfg.gallery.max_clusters * dim * 4 / 2**20 / cfg.gallery.shard_mb))
+
+
+def plan_day(input_path: str | Path, gallery: str | Path, cfg: Config, day: str | None, force: bool) -> DayPlan:
     files = discover_inputs(input_path)
     day = day or infer_day(input_path)
     if day is None:
@@ -88,7 +97,7 @@ def plan_day(input_path: str | Path, gallery: str | Path, cfg: Config, day: str 
     infos, dim = inspect_inputs(files, cfg.ingest, manifest.dim if manifest else None)
     checksum = input_checksum(files)
     skip = _check_order(manifest, day, checksum, force)
-    n_shards = manifest.n_shards if manifest else (cfg.gallery.shards or max(1, n_workers))
+    n_shards = manifest.n_shards if manifest else shard_count(cfg, dim or estimate_dim(infos, cfg.ingest))
     partitions = plan_partitions(infos, dim or estimate_dim(infos, cfg.ingest), cfg.ingest)
     plan = DayPlan(day, Path(gallery), files, infos, dim, partitions, checksum,
                    manifest, base_state(manifest, day), (manifest.version if manifest else 0) + 1, n_shards, skip)
