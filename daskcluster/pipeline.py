@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from distributed import Client, Future, as_completed, performance_report
+from distributed import Client, Future, as_completed, performance_report, wait
 
 from . import assign, components, graph, ingest, outputs, shards
 from .config import Config
@@ -105,7 +105,8 @@ class DayRunner:
         return [self.submit_at(workers[i % len(workers)], name, fn, *args) for i, args in enumerate(arg_lists)]
 
     def homes(self, futures: list[Future]) -> list[str | None]:
-        """The worker holding each (finished) future."""
+        """The worker holding each future (waiting for them first)."""
+        wait(futures)
         who = self.client.who_has(futures)
         return [min(who.get(f.key, ()), default=None) for f in futures]
 

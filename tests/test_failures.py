@@ -51,3 +51,18 @@ def test_worker_killed_mid_day_gives_same_result(client, small_days, tmp_path, s
         assert killer.killed not in c.scheduler_info()["workers"]  # it really died (restarted elsewhere)
     got = face_clusters(tmp_path / "kill").to_pandas().sort_values("face_id").reset_index(drop=True)
     assert got.equals(expected)
+
+
+def test_shards_stay_on_their_workers(small_days, tmp_path):
+    """Query partitions travel to the shards, never the other way: no worker receives a shard's index."""
+    from dask.utils import key_split
+
+    cfg = make_config(*CFG, "gallery.shards=3")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as c:
+        for d in small_days[:2]:
+            run_day(c, d, tmp_path / "g", cfg)
+        logs = c.run(lambda dask_worker: [k for e in dask_worker.transfer_incoming_log for k in e["keys"]])
+    moved = {key_split(k) for keys in logs.values() for k in keys}
+    assert "assign-decide" in moved or "ingest" in moved or "dedupe" in moved  # partitions did travel
+    assert not moved & {"gallery-index", "knn-build"}, " ".join(sorted(moved))
