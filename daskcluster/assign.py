@@ -22,9 +22,10 @@ def gallery_search_shard(shard: ClusterShard, spec: IndexSpec, centroids: np.nda
     return build_shard(shard.cluster_id, shard.centres(), spec, centroids, backend)
 
 
-def search_part(shard: Shard, part: Part, k: int = ASSIGN_K) -> tuple[np.ndarray, np.ndarray]:
-    """The ``assign-search`` task: top-k gallery clusters of a partition's faces in one shard."""
-    return search_shard(shard, part.x, k)
+def search_part(shard: Shard, part: Part, k: int, min_sim: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ``assign-search`` task: top-k gallery clusters at or above ``min_sim`` (the assignment
+    threshold: nothing below it can be chosen) of a partition's faces, in one shard."""
+    return search_shard(shard, part.x, k, min_sim)
 
 
 def decide(part: Part, best: tuple[np.ndarray, np.ndarray], threshold: float) -> Part:

@@ -233,7 +233,8 @@ def stage_assign(r: DayRunner) -> None:
     centroids = _gallery_quantizer(r, spec, tables)
     index = [r.submit_at(h, "gallery-index", assign.gallery_search_shard, t, spec, centroids, r.backend)
              for t, h in zip(tables, r.homes(tables))]
-    best = _search_all(r, "assign", index, r.state.parts, assign.search_part, assign.ASSIGN_K)
+    best = _search_all(r, "assign", index, r.state.parts, assign.search_part, assign.ASSIGN_K,
+                       min_sim=cfg.assign.threshold)
     parts = [r.submit("assign-decide", assign.decide, p, b, cfg.assign.threshold)
              for p, b in zip(r.state.parts, best)]
     r.state.parts, r.state.tables = r.wait("assign", parts), tables
