@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 import shutil
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-from distributed import Client, Future, as_completed, performance_report, wait
+from distributed import Client, Future, performance_report
 
 from . import assign, components, graph, ingest, outputs, shards
+from .audit import audit_edges
 from .config import Config
 from .gallery import (
     DayRecord,
@@ -33,108 +31,14 @@ from .gallery import (
     write_npy_atomic,
 )
 from .io import InputError, length_histogram, modal_length
-from .plan import DayPlan, output_dirs, plan_day
+from .plan import output_dirs, plan_day
 from .report import quality, write_report
-from .search import (
-    IndexSpec,
-    Shard,
-    choose_index,
-    edge_recall,
-    merge_topk,
-    sample_rows,
-    search_shard,
-    train_quantizer,
-)
+from .runner import DayRunner, NullProgress, Progress
+from .search import IndexSpec, choose_index, merge_topk, sample_rows, train_quantizer
 
 log = logging.getLogger(__name__)
 
-FAN_IN = 8  # inputs per reduction task
-
-
-class Progress(Protocol):
-    def start(self, stage: str, total: int) -> None: ...
-    def advance(self, stage: str) -> None: ...
-    def finish(self, stage: str, seconds: float) -> None: ...
-
-
-class NullProgress:
-    def start(self, stage: str, total: int) -> None:
-        log.info("stage %s: %d tasks", stage, total)
-
-    def advance(self, stage: str) -> None:
-        pass
-
-    def finish(self, stage: str, seconds: float) -> None:
-        log.info("stage %s done in %.2f s", stage, seconds)
-
-
-@dataclass
-class DayState:
-    """Futures and driver-side counts threaded through the stages."""
-
-    parts: list[Future] = field(default_factory=list)
-    tables: list[Future] = field(default_factory=list)
-    counts: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    new_quantizer: tuple[Future, int] | None = None
-
-
-class DayRunner:
-    """Runs the stages of one planned day on a Dask client."""
-
-    def __init__(self, client: Client, cfg: Config, plan: DayPlan, progress: Progress | None = None):
-        self.client, self.cfg, self.plan = client, cfg, plan
-        self.progress = progress or NullProgress()
-        self.token = uuid.uuid4().hex
-        self.state = DayState()
-        self.dirs = {k: str(plan.gallery / v) for k, v in output_dirs(plan).items()}
-        self.backend = cfg.backend
-
-    def submit(self, name: str, fn: Callable, *args: Any, **kwargs: Any) -> Future:
-        """Submit a task whose dashboard name is ``name``."""
-        return self.client.submit(fn, *args, key=f"{name}-{self.token}-{uuid.uuid4().hex[:8]}", **kwargs)
-
-    def submit_at(self, worker: str | None, name: str, fn: Callable, *args: Any, **kwargs: Any) -> Future:
-        """Submit to run where ``worker`` is (a preference: if it died, anywhere)."""
-        where = {"workers": [worker], "allow_other_workers": True} if worker else {}
-        return self.submit(name, fn, *args, **where, **kwargs)
-
-    def spread(self, name: str, fn: Callable, arg_lists: list[tuple]) -> list[Future]:
-        """One task per argument tuple, placed round-robin on the workers (for shards: one load each)."""
-        workers = sorted(self.client.scheduler_info().get("workers", {})) or [None]
-        return [self.submit_at(workers[i % len(workers)], name, fn, *args) for i, args in enumerate(arg_lists)]
-
-    def homes(self, futures: list[Future]) -> list[str | None]:
-        """The worker holding each future (waiting for them first)."""
-        wait(futures)
-        who = self.client.who_has(futures)
-        return [min(who.get(f.key, ()), default=None) for f in futures]
-
-    def wait(self, stage: str, futures: list[Future]) -> list[Future]:
-        """Wait for a stage's tasks, reporting progress; re-raises the first task error."""
-        t0 = time.perf_counter()
-        self.progress.start(stage, len(futures))
-        for fut in as_completed(futures):
-            if fut.status == "error":
-                fut.result()
-            self.progress.advance(stage)
-        seconds = time.perf_counter() - t0
-        self.state.timings[stage] = self.state.timings.get(stage, 0.0) + seconds
-        self.progress.finish(stage, seconds)
-        return futures
-
-    def gather(self, futures: list[Future]) -> list[Any]:
-        return self.client.gather(futures)
-
-    def pick(self, name: str, fut: Future, i: int) -> Future:
-        return self.submit(name, operator.getitem, fut, i)
-
-    def tree_reduce(self, name: str, fn: Callable, futures: list[Future], *args: Any) -> Future:
-        """Combine ``futures`` with ``fn(list, *args)`` in rounds of at most ``FAN_IN``: no task receives
-        more than ``FAN_IN`` inputs, whatever the number of shards or partitions."""
-        while len(futures) > 1:
-            futures = [self.submit(name, fn, futures[i:i + FAN_IN], *args) for i in range(0, len(futures), FAN_IN)]
-        return futures[0]
+__all__ = ["DayResult", "NullProgress", "Progress", "run_day"]
 
 
 # --------------------------------------------------------------------------------------------- ingest
@@ -307,45 +211,6 @@ def stage_cluster(r: DayRunner) -> list[Future]:
 def _component_stats(result: components.ComponentResult) -> dict[str, int]:
     return {"new_clusters": result.n_clusters, "singletons": result.n_singletons,
             "largest_new_cluster": result.largest}
-
-
-# --------------------------------------------------------------------------------------------- audit
-def _audit_queries(part: ingest.Part, best: tuple, offset: int, m: int) -> tuple:
-    """Up to ``m`` unassigned faces of a partition (smallest id hashes): features, approximate top-k
-    ``(D, I)`` and vertex numbers."""
-    mask = part.unassigned
-    pick = sample_rows(part.ids[mask], np.arange(int(mask.sum())), m)[1].astype(np.int64)
-    return part.x[mask][pick], best[0][pick], best[1][pick], offset + pick
-
-
-def _concat_queries(items: list[tuple]) -> tuple:
-    return tuple(np.concatenate([i[j] for i in items]) for j in range(4))
-
-
-def _exact_search(shard, queries: tuple, k: int) -> tuple:
-    """Exact top-k by inner product of the audit queries in one shard (numpy, no index)."""
-    flat = Shard(ids=shard.ids, xb=shard.xb, centroids=None, nprobe=0, backend=shard.backend)
-    return search_shard(flat, queries[0], k)
-
-
-def _recall(exact: tuple, queries: tuple, threshold: float) -> tuple[int, int]:
-    return edge_recall((queries[1], queries[2]), exact, threshold, self_ids=queries[3])
-
-
-def audit_edges(r: DayRunner, gshards: list[Future], best: list[Future], offsets: list[int],
-                spec: IndexSpec) -> float:
-    """Recall (by id) of the k-NN edges >= ``cluster.threshold`` on a sample, against exact search."""
-    if spec.is_flat:
-        return 1.0
-    m = max(1, r.cfg.search.audit_sample // max(1, len(best)))
-    q = r.submit("audit-queries", _concat_queries, [r.submit("audit-queries", _audit_queries, p, b, off, m)
-                                                    for p, b, off in zip(r.state.parts, best, offsets)])
-    k = r.cfg.cluster.k + 1
-    exact = r.submit("audit-merge", merge_topk, [r.submit("audit-search", _exact_search, s, q, k)
-                                                 for s in gshards], k)
-    found, total = r.gather(r.submit("audit-recall", _recall, exact, q, r.cfg.cluster.threshold))
-    log.info("edge recall audit: %d of %d exact edges >= %.3f found", found, total, r.cfg.cluster.threshold)
-    return found / total if total else 1.0
 
 
 # --------------------------------------------------------------------------------------------- merge
