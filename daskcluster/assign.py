@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from . import ivf
 from .ingest import Part
 from .search import IndexSpec, Shard, build_shard, search_shard
 from .shards import ClusterShard, ClusterSums, group_sums
@@ -22,10 +23,16 @@ def gallery_search_shard(shard: ClusterShard, spec: IndexSpec, centroids: np.nda
     return build_shard(shard.cluster_id, shard.centres(), spec, centroids, backend)
 
 
-def search_part(shard: Shard, part: Part, k: int, min_sim: float) -> tuple[np.ndarray, np.ndarray]:
+def search_part(shard: Shard, part: Part, k: int, min_sim: float,
+                probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``assign-search`` task: top-k gallery clusters at or above ``min_sim`` (the assignment
     threshold: nothing below it can be chosen) of a partition's faces, in one shard."""
-    return search_shard(shard, part.x, k, min_sim)
+    return search_shard(shard, part.x, k, min_sim, probes)
+
+
+def probe_part(part: Part, centroids: np.ndarray, nprobe: int) -> np.ndarray:
+    """The ``assign-probe`` task: the IVF lists of a partition's faces, computed once for every shard."""
+    return ivf.probe(centroids, part.x, nprobe)
 
 
 def decide(part: Part, best: tuple[np.ndarray, np.ndarray], threshold: float) -> Part:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import ivf
 from .ingest import Part
 from .search import IndexSpec, Shard, build_shard, sample_rows, search_shard
 
@@ -35,10 +36,16 @@ def graph_sample(part: Part, n_max: int) -> tuple[np.ndarray, np.ndarray]:
     return sample_rows(part.ids[mask], part.x[mask], n_max)
 
 
-def knn_search(shard: Shard, part: Part, k: int, min_sim: float) -> tuple[np.ndarray, np.ndarray]:
+def probe_part(part: Part, centroids: np.ndarray, nprobe: int) -> np.ndarray:
+    """The ``knn-probe`` task: the IVF lists of a partition's unassigned faces, once for every shard."""
+    return ivf.probe(centroids, part.x[part.unassigned], nprobe)
+
+
+def knn_search(shard: Shard, part: Part, k: int, min_sim: float,
+               probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``knn-search`` task: top-k neighbours at or above ``min_sim`` of the unassigned faces in one shard
     (callers ask for ``cluster.k + 1``: a face finds itself). Only those can become edges."""
-    return search_shard(shard, part.x[part.unassigned], k, min_sim)
+    return search_shard(shard, part.x[part.unassigned], k, min_sim, probes)
 
 
 def edges(best: tuple[np.ndarray, np.ndarray], offset: int, threshold: float) -> np.ndarray:

@@ -47,9 +47,15 @@ def _block_topk(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return cols, np.take_along_axis(S, cols, axis=1)
 
 
-def _candidates(index: BlockedIVF, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None):
-    """(query, row, score) of every kept candidate, for a block of queries."""
-    _, probes = index.quantizer.search(xq, nprobe)
+def probe(centroids: np.ndarray, xq: np.ndarray, nprobe: int) -> np.ndarray:
+    """The ``nprobe`` lists each query probes (the coarse quantization), (nq, nprobe) int64."""
+    quantizer = faiss.IndexFlatIP(centroids.shape[1])
+    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    return quantizer.search(np.ascontiguousarray(xq, dtype=np.float32), max(1, min(nprobe, len(centroids))))[1]
+
+
+def _candidates(index: BlockedIVF, xq: np.ndarray, k: int, probes: np.ndarray, min_sim: float | None):
+    """(query, row, score) of every kept candidate, for a block of queries and the lists they probe."""
     q = np.repeat(np.arange(len(xq)), probes.shape[1])
     lists = probes.ravel()
     order = np.argsort(lists, kind="stable")
@@ -90,16 +96,21 @@ def _top_per_query(nq: int, q: np.ndarray, rows: np.ndarray, s: np.ndarray, k: i
     return D, I
 
 
-def search(index: BlockedIVF, xq: np.ndarray, k: int, nprobe: int,
-           min_sim: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search(index: BlockedIVF, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None,
+           probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k by inner product among the candidates of the ``nprobe`` nearest lists: ``(D, I)`` with I the
-    database row numbers (-1 and -inf where fewer than k candidates, at or above ``min_sim``, exist)."""
+    database row numbers (-1 and -inf where fewer than k candidates, at or above ``min_sim``, exist).
+
+    ``probes`` (from :func:`probe` with the same centroids) skips the coarse quantization: a query
+    partition searched against many shards is quantized once, not once per shard."""
     xq = np.ascontiguousarray(xq, dtype=np.float32)
     nprobe = max(1, min(nprobe, index.nlist))
     Ds, Is = [], []
     for start in range(0, len(xq), QUERY_BLOCK):
         block = xq[start:start + QUERY_BLOCK]
-        q, r, s = _candidates(index, block, k, nprobe, min_sim)
+        block_probes = (probes[start:start + QUERY_BLOCK] if probes is not None
+                        else index.quantizer.search(block, nprobe)[1])
+        q, r, s = _candidates(index, block, k, block_probes, min_sim)
         D, I = _top_per_query(len(block), q, r, s, k)
         Ds.append(D)
         Is.append(np.where(I >= 0, index.rows[np.maximum(I, 0)], -1))

@@ -104,7 +104,7 @@ def _quantizer(r: DayRunner, spec: IndexSpec, sources: list[Future], sample_fn: 
 
 
 def _search_all(r: DayRunner, name: str, shard_futs: list[Future], queries: list[Future],
-                fn: Callable, k: int, **kw: Any) -> list[Future]:
+                fn: Callable, k: int, probe: tuple | None = None, **kw: Any) -> list[Future]:
     """Every query partition against every shard, merged per partition (top-k by similarity, then id).
 
     Each search runs on the worker holding its shard: query partitions travel, shards never do, and only
@@ -112,6 +112,8 @@ def _search_all(r: DayRunner, name: str, shard_futs: list[Future], queries: list
     homes = r.homes(shard_futs)
     merged = []
     for q in queries:
+        if probe is not None:  # (probe_fn, centroids, nprobe): quantize the partition once, not per shard
+            kw["probes"] = r.submit(f"{name}-probe", probe[0], q, probe[1], probe[2])
         per_shard = [r.submit_at(h, f"{name}-search", fn, s, q, k, **kw) for s, h in zip(shard_futs, homes)]
         merged.append(r.tree_reduce(f"{name}-merge", merge_topk, per_shard, k))
     return merged
@@ -137,7 +139,8 @@ def stage_assign(r: DayRunner) -> None:
     centroids = _gallery_quantizer(r, spec, tables)
     index = [r.submit_at(h, "gallery-index", assign.gallery_search_shard, t, spec, centroids, r.backend)
              for t, h in zip(tables, r.homes(tables))]
-    best = _search_all(r, "assign", index, r.state.parts, assign.search_part, assign.ASSIGN_K,
+    probe = None if spec.is_flat else (assign.probe_part, centroids, spec.nprobe)
+    best = _search_all(r, "assign", index, r.state.parts, assign.search_part, assign.ASSIGN_K, probe,
                        min_sim=cfg.assign.threshold)
     parts = [r.submit("assign-decide", assign.decide, p, b, cfg.assign.threshold)
              for p, b in zip(r.state.parts, best)]
@@ -177,7 +180,7 @@ def _graph_index(r: DayRunner, sizes: list[int], offsets: list[int]) -> tuple[li
     partition is searched against every shard, so there are always as many tasks as partitions)."""
     n_total = sum(sizes)
     spec = choose_index(n_total, r.cfg.search)
-    centroids = _quantizer(r, spec, r.state.parts, graph.graph_sample, "knn")
+    centroids = r.state.knn_centroids = _quantizer(r, spec, r.state.parts, graph.graph_sample, "knn")
     n_groups = math.ceil(n_total * r.plan.dim * 4 / 2**20 / r.cfg.search.shard_mb)
     built = r.spread("knn-build", graph.graph_shard, [([r.state.parts[i] for i in g], offsets[g.start], spec,
                                                         centroids, r.backend)
@@ -193,7 +196,8 @@ def stage_cluster(r: DayRunner) -> list[Future]:
     n_total = sum(sizes)
     gshards, spec = _graph_index(r, sizes, offsets)
     r.state.counts["knn_index"] = spec.describe()
-    best = _search_all(r, "knn", gshards, r.state.parts, graph.knn_search, cfg.k + 1, min_sim=cfg.threshold)
+    probe = None if spec.is_flat else (graph.probe_part, r.state.knn_centroids, spec.nprobe)
+    best = _search_all(r, "knn", gshards, r.state.parts, graph.knn_search, cfg.k + 1, probe, min_sim=cfg.threshold)
     edge_futs = r.wait("edges", [r.submit("edges", graph.edges, b, off, cfg.threshold)
                                  for b, off in zip(best, offsets)])
     if r.cfg.search.audit:

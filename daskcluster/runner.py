@@ -48,6 +48,7 @@ class DayState:
     counts: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     new_quantizer: tuple[Future, int] | None = None
+    knn_centroids: Future | None = None
 
 
 class DayRunner:

@@ -119,15 +119,17 @@ def build_shard(ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np.
     return shard
 
 
-def search_shard(shard: Shard, xq: np.ndarray, k: int,
-                 min_sim: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search_shard(shard: Shard, xq: np.ndarray, k: int, min_sim: float | None = None,
+                 probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` of ``xq`` in one shard (only neighbours >= ``min_sim`` when given): ``(D, I)`` with global
     ids; empty slots are ``(-inf, -1)``."""
     nq = len(xq)
     if len(shard) == 0 or nq == 0:
         return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
     kk = min(k, len(shard))
-    D, I = get_backend(shard.backend).search(shard.index, xq, kk, shard.nprobe, min_sim)
+    if shard.centroids is None:
+        probes = None
+    D, I = get_backend(shard.backend).search(shard.index, xq, kk, shard.nprobe, min_sim, probes)
     ids = np.where(I >= 0, shard.ids[np.maximum(I, 0)], -1)
     D = np.where(I >= 0, D, -np.inf).astype(np.float32)
     if kk < k:

@@ -23,10 +23,11 @@ class Backend(Protocol):
         """An inner-product index over ``xb``: flat when ``centroids`` is None, else IVF with those lists."""
         ...
 
-    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int,
-               min_sim: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None,
+               probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by exact inner product among the candidates (only those >= ``min_sim`` when given);
-        ``(D, I)`` with I local row numbers, ``-1`` / ``-inf`` for empty slots."""
+        ``(D, I)`` with I local row numbers, ``-1`` / ``-inf`` for empty slots. ``probes``: the IVF lists
+        of each query, computed once per query partition (an implementation may recompute them)."""
         ...
 
     def connected_components(self, n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:

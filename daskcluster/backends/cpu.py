@@ -38,10 +38,10 @@ class CpuBackend:
         index.add(xb)
         return index
 
-    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int,
-               min_sim: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None,
+               probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(index, ivf.BlockedIVF):
-            return ivf.search(index, xq, k, nprobe, min_sim)
+            return ivf.search(index, xq, k, nprobe, min_sim, probes)
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
         return below_to_empty(D, I, min_sim)
 

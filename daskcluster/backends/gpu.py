@@ -60,8 +60,9 @@ class GpuBackend(CpuBackend):
         index.add(xb)
         return index
 
-    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int,
-               min_sim: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None,
+               probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """faiss-gpu quantizes on the device; ``probes`` is not needed there."""
         if hasattr(index, "nprobe"):
             index.nprobe = max(1, min(nprobe, index.nlist))
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), min(k, 2048))
