@@ -39,7 +39,8 @@ test-all: $(STAMP)
 	$(VENV)/bin/python -m pytest $(ARGS)
 
 bench: $(STAMP)
-	$(VENV)/bin/python scripts/bench_search.py $(ARGS)
+	$(VENV)/bin/python scripts/bench_search.py $(ARGS) $(SEARCH_ARGS)
+	$(VENV)/bin/python scripts/bench_scaling.py $(ARGS) $(SCALING_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check daskcluster tests scripts

@@ -320,7 +320,8 @@ def run_day(client: Client, input_path: str | Path, gallery: str | Path, cfg: Co
     root_existed = plan.gallery.exists()
     runner = DayRunner(client, cfg, plan, progress)
     try:
-        with performance_report(filename=str(plan.gallery / output_dirs(plan)["report"] / "dask-report.html")):
+        report = str(plan.gallery / output_dirs(plan)["report"] / "dask-report.html")
+        with client.as_current(), performance_report(filename=report):
             summary = _run_stages(runner)
     except BaseException:
         remove_uncommitted(plan.gallery, list(output_dirs(plan).values()))

@@ -19,10 +19,12 @@ out of reach where they are busy.
 (b) **Cost model.** From the 1-worker run: the compute seconds of every task, grouped by task-name prefix
 (``dask.utils.key_split``; prefixes map to the stages below); from the 2-worker run: the bytes every worker
 received (``Worker.transfer_incoming_log``, attributed to the task that needed them by matching the task
-stream's ``transfer`` start/stop); the scheduler's throughput (tasks/s) from a probe of ``--probe-tasks``
-no-op tasks submitted like the pipeline submits (one ``client.submit`` per task, half of them picking from
-the other half). Each prefix's compute and bytes are scaled from the measured day to a ``--scale-faces``
-day against a ``--scale-clusters`` gallery by what they are proportional to:
+stream's ``transfer`` start/stop, and counted on the wire by the sender's ``transfer_outgoing_log``: Dask's
+own ``sizeof`` estimate counts a pipeline ``Part`` as 56 bytes); the scheduler's throughput (tasks/s) from a
+probe of ``--probe-tasks`` trivial tasks submitted like the pipeline submits (one ``client.submit`` per
+task, half of them picking from the other half). Each prefix's compute and bytes are scaled from the
+measured day to a ``--scale-faces`` day against a ``--scale-clusters`` gallery by what they are proportional
+to:
 
 ================  ==========================================================  =================  ==============
 stage             compute scales with                                         runs in parallel   bytes moved
@@ -32,9 +34,9 @@ load-shard        clusters C (the whole snapshot is read)                     S_
 assign-train      k-means: 12 x min(n_train, 256 nlist) x nlist dots          1 task (serial)    n_train
 assign            F x (C x nprobe/nlist + nlist x S_g) dot products:          P x S_g            F x fan-out
                   the lists probed plus the coarse quantizer, which every
-                  shard runs again; index build C x nlist dots + C
+                  shard runs again; index build C x nlist dots
 knn-train         as assign-train, on the unassigned faces U = u F            1 task (serial)    n_train
-knn-build         U x nlist_k dots + U                                        S_k graph shards   F (whole parts)
+knn-build         U x nlist_k dots (rows to their lists)                      S_k graph shards   F (whole parts)
 edges             knn-search U x (U x nprobe_k/nlist_k + nlist_k x S_k)       P x S_k            F x fan-out
                   dots; merge U x S_k; edges U
 components        cc-forest: edges E = e U; cc-merge: a tree of fan-in 8      P; tree; 1         V
@@ -51,24 +53,31 @@ IVF ``--scale-nlist`` lists with ``--scale-nprobe`` probed, the k-NN index what 
 (unless ``--scale-knn-nlist``/``--scale-knn-nprobe``), S_g = W (``gallery.shards`` 0: one per worker;
 ``--scale-shards``), P and S_k follow ``ingest.partition_mb`` and ``search.shard_mb``. Compute seconds are
 divided by ``--worker-speedup`` (a production worker's speed relative to the measured one) and spread over
-min(W, tasks) workers (serial tasks: 1); index builds are split into their dot products (at the dot rate
-the measured ``assign-search`` achieved) plus a remainder linear in rows. Bytes of a task scale with its
-input's unit and with how many workers need each input: min(W, S) x (W-1)/W for inputs every shard of S
-needs (the query partitions of ``assign-search`` and ``knn-search``, the component labels), (W-1)/W for the
-rest; time = bytes / (min(W, tasks) x ``--net-gbps``), or bytes / ``--net-gbps`` where one task receives
-them. A stage takes max(compute + network, its tasks / scheduler throughput). Not modelled: ``gallery-ids``
+min(W, tasks) workers (serial tasks: 1; the cc-merge tree level by level). Dot products (d-dim inner
+products) absent at the measured size (an index that was flat there, e.g. k-NN training) are costed at the
+rate the measured ``assign-search`` achieved; all others scale from their own measured seconds. Bytes of a
+task scale with its input's unit and with how many workers need each input: min(W, S) x (W-1)/W for inputs
+every shard of S needs (the query partitions of ``assign-search`` and ``knn-search``, sized by the measured
+bytes per face of a partition on the wire; the component labels), (W-1)/W for the rest; time = bytes /
+(min(W, tasks) x ``--net-gbps``), or bytes / ``--net-gbps`` where one task receives them. A stage takes
+max(compute + network, its tasks / scheduler throughput): the scheduler hands out tasks while workers
+compute. The dot rate is assumed constant, although at scale IVF lists split over many shards get short (at
+1B clusters, 262144 lists and 100 shards: ~38 rows per list per shard), which makes blocked products less
+efficient, so the projection is optimistic there. Not modelled: ``gallery-ids``
 (reading every committed day's face ids for the duplicate check grows with the gallery's history; the
 synthetic gallery has none), the driver's summary (label metrics read every face of the day and of the
 history, only for labelled input) and stragglers. The projection is printed for ``--scale-workers``
 (8, 32, 100) and each ``--worker-speedup``, with the efficiency ``8 T8 / (W T_W)``.
 
-(c) **Memory.** A ``WorkerPlugin`` samples every worker's RSS (psutil) every ``--sample-period`` s; the same
-sampler runs in the scheduler (``run_on_scheduler``) and in the driver. Samples are attributed to the stage
-the driver was waiting for (a ``NullProgress`` subclass passed as ``progress=`` records each stage's
-interval); ``(between stages)`` are the driver's gathers between stages, ``(summary+commit)`` is after the
-last stage. Each process's peak is reported per stage, and for a second day of ``--n / 4`` faces (2 workers,
-same gallery) next to the ``--n`` day, with their vertex (unassigned faces) and edge counts: no process's
-peak should grow faster than the vertices.
+(c) **Memory.** A ``WorkerPlugin`` samples every worker's RSS and CPU time (psutil) every
+``--sample-period`` s; the same sampler runs in the scheduler (``run_on_scheduler``) and in the driver, which
+also samples the machine's busy CPU time (to show what other processes took). On a ``LocalCluster`` the
+scheduler runs in the driver's process: it is reported once, as ``driver+scheduler``. Samples are
+attributed to the stage the driver was waiting for (a ``NullProgress`` subclass passed as ``progress=``
+records each stage's interval); ``(between stages)`` are the driver's gathers between stages,
+``(summary+commit)`` is after the last stage. Each process's peak is reported per stage, and for a second day
+of ``--n / 4`` faces (2 workers, same gallery) next to the ``--n`` day, with their vertex (unassigned faces)
+and edge counts: no process's peak should grow faster than the vertices.
 
 Output: one JSON line per record on stdout (and appended to ``--out FILE.jsonl``), every one with
 ``"bench": "scaling"`` and a ``kind``: ``run`` (one per pipeline run: stage seconds, counts, per-prefix task
@@ -76,7 +85,9 @@ counts, compute seconds and bytes, the scheduler probe), ``scaling`` (one per st
 efficiency), ``model`` (the measured and scaled quantities), ``projection`` (one per workers x speedup:
 seconds per stage, total, efficiency vs 8 workers), ``memory`` (one per run x stage: peak RSS per process)
 and ``memory_sizes`` (one per process: peaks at n/4 and n). Markdown tables on stderr.
-Data and the starting gallery are written under ``--workdir`` and reused when present.
+Data and the starting gallery are written under ``--workdir`` and reused when present. ``--project-from
+FILE.jsonl`` runs nothing: it recomputes the model and projection (e.g. with other ``--scale-*``,
+``--net-gbps`` or ``--worker-speedup``) from the ``run`` records of an earlier run.
 Example: ``python scripts/bench_scaling.py --n 500000 --gallery-clusters 500000 --out /tmp/scaling.jsonl``
 """
 from __future__ import annotations
@@ -127,10 +138,11 @@ STAGE_PREFIXES = {
     "dedupe": ("id-buckets", "gallery-ids", "bucket", "duplicates", "dedupe", "reasons"),
     "load-shard": ("load-shard",),
     "assign-train": ("assign-sample", "assign-train", "assign-quantizer"),
-    "assign": ("gallery-index", "assign-search", "assign-merge", "assign-decide", "assign-skip"),
+    "assign": ("gallery-index", "assign-probe", "assign-search", "assign-merge", "assign-decide", "assign-skip"),
     "knn-train": ("knn-sample", "knn-train"),
     "knn-build": ("knn-build",),
-    "edges": ("knn-search", "knn-merge", "edges", "audit-queries", "audit-search", "audit-merge", "audit-recall"),
+    "edges": ("knn-probe", "knn-search", "knn-merge", "edges", "audit-queries", "audit-search", "audit-merge",
+              "audit-recall"),
     "components": ("cc-forest", "cc-merge", "vertex-ids", "components"),
     "centre-update": ("centre-sums", "new-centres", "sums", "labels", "centre-update"),
     "write": ("write-shard", "write-assignments"),
@@ -145,7 +157,7 @@ MODEL_TEXT = {
     "assign-train": "12 x n_train x nlist dots, 1 task",
     "assign": "F x (C x nprobe/nlist + nlist x S_g) dots; build C x nlist",
     "knn-train": "12 x n_train x nlist_k dots, 1 task",
-    "knn-build": "U x nlist_k dots + U",
+    "knn-build": "U x nlist_k dots",
     "edges": "U x (U x nprobe_k/nlist_k + nlist_k x S_k) dots",
     "components": "E (forests); V tree depth log8 P; V in 1 task",
     "centre-update": "F (sums); C (whole shard)",
@@ -294,10 +306,6 @@ def _warm_up() -> int:
     return os.getpid()
 
 
-def _noop(i: int) -> tuple[int, int]:
-    return (i, i)
-
-
 class StageClock(NullProgress):
     """Records the wall-clock interval (``time.time()``) and task count of every stage the driver waits for."""
 
@@ -442,12 +450,13 @@ class RunData:
 
 def probe_scheduler(client: Client, n: int) -> float:
     """Tasks per second through scheduler and workers, submitted one ``client.submit`` at a time as the pipeline
-    does (half no-ops, half ``getitem`` picks of them); the better of two rounds."""
+    does (half trivial ``divmod`` tasks, half ``getitem`` picks of them; builtins, so that nothing of this script
+    has to be importable on the workers); the better of two rounds."""
     best = 0.0
     for _ in range(2):
         token = uuid.uuid4().hex
         t0 = time.perf_counter()
-        first = [client.submit(_noop, i, key=f"probe-{token}-{uuid.uuid4().hex[:8]}") for i in range(n // 2)]
+        first = [client.submit(divmod, i, 7, key=f"probe-{token}-{uuid.uuid4().hex[:8]}") for i in range(n // 2)]
         picks = [client.submit(operator.getitem, f, 0, key=f"probe-pick-{token}-{uuid.uuid4().hex[:8]}")
                  for f in first]
         client.gather(picks)
@@ -545,11 +554,11 @@ def by_prefix(run: RunData) -> dict[str, dict[str, float]]:
         if worker == "names":
             continue
         for e in logs["in"]:
-            if e["stop"] < run.t_start - 1 or e["start"] > run.t_end + 1:
+            if e["start"] < run.t_start or e["start"] > run.t_end:  # not the probe's
                 continue
             p = cause.get((worker, round(e["start"], 6), round(e["stop"], 6)))
-            if p is None:
-                p = "(unmatched)" + key_split(next(iter(e["keys"]), "?"))
+            if p is None:  # logged on a dependent that had already reported: the stage it happened in
+                p = "(unmatched)" + run.clock.stage_at(e["start"])
             wire = sent.get((names.get(e["who"], e["who"]), worker, tuple(sorted(e["keys"]))))
             out[p]["in_bytes"] += wire.pop(0) if wire else e["total"]
             out[p]["in_bytes_dask"] += e["total"]
@@ -558,7 +567,11 @@ def by_prefix(run: RunData) -> dict[str, dict[str, float]]:
 
 
 def stage_of(prefix: str) -> str:
-    return PREFIX_STAGE.get(prefix.removeprefix("(unmatched)"), OTHER)
+    """The stage of a task-name prefix; ``(unmatched)X``: stage X (when the transfer happened), or X's stage."""
+    if prefix.startswith("(unmatched)"):
+        rest = prefix.removeprefix("(unmatched)")
+        return rest if rest in STAGES else PREFIX_STAGE.get(rest, OTHER)
+    return PREFIX_STAGE.get(prefix, OTHER)
 
 
 def stage_sums(prefixes: dict[str, dict], field: str) -> dict[str, float]:
@@ -620,7 +633,7 @@ def run_record(args: argparse.Namespace, run: RunData) -> dict[str, Any]:
                                     "edge_recall")}
     prefixes = by_prefix(run)
     return meta(args, kind="run", label=run.label, workers=run.workers, threads_per_worker=1, faces=run.n,
-                components_worker=components_worker(run),
+                shards=args.shards, components_worker=components_worker(run),
                 status=run.result.status, message=run.result.message, wall_s=r3(run.wall_s),
                 stage_seconds={k: r3(v) for k, v in s.get("stage_seconds", {}).items()},
                 scheduler_tasks_per_s=round(run.sched_tasks_per_s, 1), warm_up_s=r3(run.warm_s), counts=counts,
@@ -640,7 +653,6 @@ class PrefixModel:
     fan: str = "1"  # how many shards' workers need each input: "1", "Sg", "Sk", "W"
     serial: bool = False  # one task: never spread
     tree: bool = False    # a tree reduction over the partitions (cc-merge)
-    build: str = ""       # index build: dot products of this unit + a remainder linear in ``work``
 
 
 MODELS: dict[str, PrefixModel] = {
@@ -648,19 +660,21 @@ MODELS: dict[str, PrefixModel] = {
     "id-buckets": PrefixModel("F", "P", "F"),
     "bucket": PrefixModel("F", "PB", "F"),
     "duplicates": PrefixModel("F", "B", "F"),
-    "dedupe": PrefixModel("F", "P", "F", fan="W"),
+    "dedupe": PrefixModel("F", "P", "F"),
     "reasons": PrefixModel("F", "P", "P"),
     "count": PrefixModel("F", "P", "P"),
     "load-shard": PrefixModel("C", "Sg", "C"),
     "assign-sample": PrefixModel("C", "Sg", "C"),
     "assign-train": PrefixModel("train_a", "1", "ntrain_a", serial=True),
-    "gallery-index": PrefixModel("C", "Sg", "nla", fan="W", build="C_nla"),
+    "gallery-index": PrefixModel("C_nla", "Sg", "nla", fan="W"),
+    "assign-probe": PrefixModel("F_nla", "P", "F"),
     "assign-search": PrefixModel("dots_a", "PSg", "F", fan="Sg"),
     "assign-merge": PrefixModel("FSg", "P_tree_Sg", "FSg"),
     "assign-decide": PrefixModel("F", "P", "F"),
     "knn-sample": PrefixModel("F", "P", "F"),
     "knn-train": PrefixModel("train_k", "1", "ntrain_k", serial=True),
-    "knn-build": PrefixModel("U", "Sk", "F", build="U_nlk"),
+    "knn-build": PrefixModel("U_nlk", "Sk", "F"),
+    "knn-probe": PrefixModel("U_nlk", "P", "F"),
     "knn-search": PrefixModel("dots_k", "PSk", "F", fan="Sk"),
     "knn-merge": PrefixModel("USk", "P_tree_Sk", "USk"),
     "edges": PrefixModel("U", "P", "U"),
@@ -714,10 +728,12 @@ UNITS: dict[str, Callable[[dict], float]] = {
     "nla": lambda q: max(q["nla"], 1),
     "ntrain_a": lambda q: min(q["ntrain_a"], q["C"]),
     "ntrain_k": lambda q: min(q["ntrain_k"], q["U"]),
-    # dot products of d-dim vectors: lists probed + coarse quantizer (run again by every shard)
-    "dots_a": lambda q: q["F"] * (q["C"] * q["pa"] + q["nla"] * q["Sg"]),
+    # dot products of d-dim vectors: the lists probed, plus the coarse quantization when every shard's search
+    # runs it again (``qa``/``qk`` = 1: no ``assign-probe``/``knn-probe`` tasks in the measured code)
+    "dots_a": lambda q: q["F"] * (q["C"] * q["pa"] + q["qa"] * q["nla"] * q["Sg"]),
     "dots_a_once": lambda q: q["F"] * (q["C"] * q["pa"] + q["nla"]),
-    "dots_k": lambda q: q["U"] * (q["U"] * q["pk"] + q["nlk"] * q["Sk"]),
+    "dots_k": lambda q: q["U"] * (q["U"] * q["pk"] + q["qk"] * q["nlk"] * q["Sk"]),
+    "F_nla": lambda q: q["F"] * q["nla"],
     "C_nla": lambda q: q["C"] * q["nla"],
     "U_nlk": lambda q: q["U"] * q["nlk"],
     "train_a": lambda q: train_dots(q["ntrain_a"], q["nla"], q["C"]),
@@ -725,7 +741,7 @@ UNITS: dict[str, Callable[[dict], float]] = {
 }
 
 
-DOT_UNITS = ("dots_a", "dots_k", "train_a", "train_k")
+DOT_UNITS = ("dots_a", "dots_k", "train_a", "train_k", "C_nla", "U_nlk", "F_nla")
 
 
 def fan_factor(fan: str, q: dict) -> float:
@@ -735,17 +751,19 @@ def fan_factor(fan: str, q: dict) -> float:
     return min(w, s) * (w - 1) / w
 
 
-def measured_quantities(run: RunData, args: argparse.Namespace, cfg: Config, prefixes: dict) -> dict[str, float]:
-    s = run.result.summary
+def measured_quantities(rec: dict, cfg: Config) -> dict[str, float]:
+    """The measured day's units, from a ``run`` record."""
+    s, prefixes = rec["counts"], rec["prefixes"]
     f = s["faces_valid"]
-    u = max(1, f - s["assigned"])
     nla, npa = parse_index(s.get("assign_index"))
     nlk, npk = parse_index(s.get("knn_index"))
     search = cfg.search
-    return {"F": f, "U": u, "E": max(1, s.get("knn_edges", 0)), "C": args.gallery_clusters,
-            "P": prefixes.get("ingest", {}).get("tasks", 1), "Sg": args.shards,
-            "Sk": max(1, prefixes.get("knn-build", {}).get("tasks", 1)), "W": run.workers,
-            "nla": nla, "pa": npa / nla if nla else 1.0, "nlk": nlk, "pk": npk / nlk if nlk else 1.0,
+    return {"F": f, "U": max(1, f - s["assigned"]), "E": max(1, s.get("knn_edges") or 0),
+            "C": rec["gallery_clusters"], "P": prefixes.get("ingest", {}).get("tasks", 1),
+            "Sg": rec.get("shards", 2), "Sk": max(1, prefixes.get("knn-build", {}).get("tasks", 1)),
+            "W": rec["workers"], "nla": nla, "pa": npa / nla if nla else 1.0, "nlk": nlk,
+            "pk": npk / nlk if nlk else 1.0, "qa": 0 if "assign-probe" in prefixes else 1,
+            "qk": 0 if "knn-probe" in prefixes else 1,
             "ntrain_a": max(search.train_sample, 39 * nla), "ntrain_k": max(search.train_sample, 39 * nlk)}
 
 
@@ -763,7 +781,17 @@ def scale_quantities(args: argparse.Namespace, cfg: Config, qm: dict, w: int) ->
             "Sg": args.scale_shards or w, "Sk": max(1, math.ceil(u * d * 4 / MB / cfg.search.shard_mb)), "W": w,
             "nla": nla, "pa": min(1.0, args.scale_nprobe / nla), "nlk": nlk,
             "pk": min(1.0, npk / nlk) if nlk else 1.0,
-            "ntrain_a": max(cfg.search.train_sample, 39 * nla), "ntrain_k": max(cfg.search.train_sample, 39 * nlk)}
+            "ntrain_a": max(cfg.search.train_sample, 39 * nla), "ntrain_k": max(cfg.search.train_sample, 39 * nlk),
+            "qa": qm["qa"], "qk": qm["qk"]}
+
+
+def part_bytes_per_face(args: argparse.Namespace, moved: dict, qm_bytes: dict) -> float:
+    """Bytes a query partition puts on the wire per face (features, ids, metadata), from the measured
+    ``assign-search`` transfers; the features alone (d x 4 bytes) when none were measured. (``knn-search`` is
+    not used: its partitions may already sit at the shard's worker, copied there by ``knn-build``.)"""
+    f_m = fan_factor("Sg", qm_bytes)
+    b = moved.get("assign-search", {}).get("in_bytes", 0)
+    return b / (qm_bytes["F"] * f_m) if b and f_m else args.dim * 4.0
 
 
 def _ratio(unit: str, qs: dict, qm: dict) -> float:
@@ -777,21 +805,21 @@ def project(args: argparse.Namespace, cfg: Config, compute: dict, moved: dict, q
     qs = scale_quantities(args, cfg, qm_compute, w)
     bw = args.net_gbps * 1e9 / 8
     dot_rate = UNITS["dots_a"](qm_compute) / max(compute.get("assign-search", {}).get("compute_s", 0.0), 1e-9)
+    part_bytes = part_bytes_per_face(args, moved, qm_bytes)
     stage: dict[str, dict[str, float]] = {s: {"compute_s": 0.0, "network_s": 0.0, "tasks": 0.0, "bytes": 0.0}
                                           for s in STAGES}
-    for p in sorted(set(compute) | {x.removeprefix("(unmatched)") for x in moved} | {"knn-train"}):
+    prefix_wall: dict[str, float] = {}
+    for p in sorted(set(compute) | set(moved) | {"knn-train"}):
         if p in NOT_MODELLED:
             continue
-        m = MODELS.get(p, DEFAULT_MODEL)
+        m = DEFAULT_MODEL if p.startswith("(unmatched)") else MODELS.get(p, DEFAULT_MODEL)
         cm = compute.get(p, {})
         cpu_m, tasks_m = cm.get("compute_s", 0.0), cm.get("tasks", 0)
         tasks_s = tasks_m * _ratio(m.tasks, qs, qm_compute) if tasks_m else 0.0
-        if not tasks_m and m.work in DOT_UNITS:  # not run at the measured size (flat search): the dot rate
+        if m.work in DOT_UNITS and not (tasks_m and UNITS[m.work](qm_compute)):
+            # no such dot products at the measured size (flat search there): at the assign-search dot rate
             cpu_s = UNITS[m.work](qs) / dot_rate
-            tasks_s = UNITS[m.tasks](qs) if cpu_s else 0.0
-        elif m.build:
-            dots_m = UNITS[m.build](qm_compute)
-            cpu_s = UNITS[m.build](qs) / dot_rate + max(0.0, cpu_m - dots_m / dot_rate) * _ratio(m.work, qs, qm_compute)
+            tasks_s = tasks_s or (UNITS[m.tasks](qs) if cpu_s else 0.0)
         else:
             cpu_s = cpu_m * _ratio(m.work, qs, qm_compute)
         cpu_s /= speedup
@@ -803,10 +831,17 @@ def project(args: argparse.Namespace, cfg: Config, compute: dict, moved: dict, q
             wall = sum(math.ceil(n / w) * per_level / n for n in levels)
         else:
             wall = cpu_s / max(1.0, min(w, tasks_s))
-        b_m = moved.get(p, {}).get("in_bytes", 0) + moved.get("(unmatched)" + p, {}).get("in_bytes", 0)
-        f_m = fan_factor(m.fan, qm_bytes)
-        b_s = b_m * _ratio(m.data, qs, qm_bytes) * fan_factor(m.fan, qs) / f_m if f_m else 0.0
-        net = b_s / bw if (m.serial or m.tree) else b_s / (max(1.0, min(w, tasks_s)) * bw)
+        receivers = max(1.0, min(w, tasks_s))
+        if m.fan in ("Sg", "Sk"):  # every query partition travels to every shard's worker
+            b_s = qs["F"] * part_bytes * fan_factor(m.fan, qs)
+        else:
+            b_m = moved.get(p, {}).get("in_bytes", 0)
+            f_m = fan_factor(m.fan, qm_bytes)
+            b_s = b_m * _ratio(m.data, qs, qm_bytes) * fan_factor(m.fan, qs) / f_m if f_m else 0.0
+            if p.startswith("(unmatched)"):  # partitions or sums, in the stage they moved in: spread over P
+                receivers = max(1.0, min(w, qs["P"]))
+        net = b_s / bw if (m.serial or m.tree) else b_s / (receivers * bw)
+        prefix_wall[p] = wall + net
         row = stage[stage_of(p)]
         row["compute_s"] += wall
         row["network_s"] += net
@@ -828,6 +863,7 @@ def project(args: argparse.Namespace, cfg: Config, compute: dict, moved: dict, q
             "tasks": sum(v["tasks"] for v in per_stage.values()),
             "scheduling_s": sum(v["scheduling_s"] for v in per_stage.values()),
             "assign_search_s": a, "assign_search_if_quantized_once_s": a * once,
+            "prefix_wall_s": prefix_wall,
             "gallery_gb_per_worker": qs["C"] * args.dim * 4 / qs["Sg"] / 1e9}
 
 
@@ -835,8 +871,8 @@ def project(args: argparse.Namespace, cfg: Config, compute: dict, moved: dict, q
 def _s(x: float | None) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"
-    if x >= 1e5:
-        return f"{x:.3g}"
+    if x >= 100:
+        return f"{x:,.0f}"
     return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
@@ -890,6 +926,10 @@ def projection_table(args: argparse.Namespace, projections: list[dict]) -> str:
            f"| stage | {head} |", "| --- |" + " ---: |" * len(cols)]
     for s in [x for x in STAGES if x != "assign-train"]:
         out.append(f"| {s} | " + " | ".join(_s(p["stages"][s]["wall_s"]) for p in projections) + " |")
+        if s == "assign":
+            for sub in ("assign-search", "gallery-index"):
+                out.append(f"| ... of which {sub} | " + " | ".join(_s(p["prefix_wall_s"].get(sub))
+                                                                 for p in projections) + " |")
     out.append("| **total** | " + " | ".join(f"**{_s(p['total_s'])}**" for p in projections) + " |")
     out.append("| efficiency vs 8 workers | " + " | ".join(_s(p.get("efficiency_vs_8")) for p in projections) + " |")
     out.append("| of which scheduling s | " + " | ".join(_s(p["scheduling_s"]) for p in projections) + " |")
@@ -975,6 +1015,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--net-gbps", type=float, default=10.0, help="network bandwidth per worker, Gbit/s")
     p.add_argument("--worker-speedup", type=float, nargs="+", default=[1.0, 50.0],
                    help="production worker speed relative to the measured one (e.g. a GPU)")
+    p.add_argument("--project-from", type=Path, default=None, metavar="FILE.jsonl",
+                   help="run nothing: recompute the model and projection from the run records of an earlier run")
     p.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -1013,11 +1055,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.prepare_only:
         prepare_all(args, cfg)
         return []
+    t_all = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    if args.project_from:
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(open(args.out, "a")) if args.out else None
+            tables = project_from(args, cfg, args.project_from, records, out)
+        print("\n\n".join(tables), file=sys.stderr)
+        return records
     _register_by_value()
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    t_all = time.perf_counter()
     prepare_in_subprocess(args)
-    records: list[dict[str, Any]] = []
     out = open(args.out, "a") if args.out else None  # noqa: SIM115
     try:
         runs: dict[int, list[RunData]] = {1: [], 2: []}
@@ -1052,6 +1100,51 @@ def stage_use(run: RunData, use: dict[str, dict[str, float]], stage: str) -> tup
     if stage == "(between stages)":
         return secs["total"] - sum(v for k, v in secs.items() if k != "total"), busy
     return (run.wall_s if stage == "run_day wall" else secs.get(stage, 0.0)), busy
+
+
+def model_and_projection(args: argparse.Namespace, cfg: Config, rec1: dict, rec2: dict, records: list[dict],
+                         out: Any) -> list[str]:
+    """The ``model`` and ``projection`` records and tables, from the ``run`` records of the 1-worker run
+    (compute) and the 2-worker run (bytes, scheduler throughput)."""
+    p1, p2 = rec1["prefixes"], rec2["prefixes"]
+    qm_c, qm_b = measured_quantities(rec1, cfg), measured_quantities(rec2, cfg)
+    rate = rec2["scheduler_tasks_per_s"]
+    emit(meta(args, kind="model", measured_compute_run=rec1["label"], measured_bytes_run=rec2["label"],
+              quantities_measured=qm_c, quantities_measured_bytes_run=qm_b, scheduler_tasks_per_s=round(rate, 1),
+              scale_faces=args.scale_faces, scale_clusters=args.scale_clusters, net_gbps=args.net_gbps,
+              scale_nlist=args.scale_nlist, scale_nprobe=args.scale_nprobe,
+              dot_rate_per_s=UNITS["dots_a"](qm_c) / max(p1.get("assign-search", {}).get("compute_s", 0.0), 1e-9),
+              part_bytes_per_face=part_bytes_per_face(args, p2, qm_b),
+              stage_model=MODEL_TEXT,
+              prefix_model={p: dataclasses.asdict(m) for p, m in MODELS.items()}), records, out)
+    projections = []
+    for sp in args.worker_speedup:
+        group = [project(args, cfg, p1, p2, qm_c, qm_b, rate, w, sp) for w in args.scale_workers]
+        base = next((g for g in group if g["workers"] == 8), group[0])
+        for g in group:
+            g["efficiency_vs_8"] = base["workers"] * base["total_s"] / (g["workers"] * g["total_s"])
+            emit(meta(args, kind="projection", **_round_tree(g)), records, out)
+        projections += group
+    return [model_table(p1, p2), projection_table(args, projections)]
+
+
+def project_from(args: argparse.Namespace, cfg: Config, path: Path, records: list[dict], out: Any) -> list[str]:
+    """Recompute the model and projection from the ``run`` records of an earlier run's JSON lines."""
+    runs = [r for r in map(json.loads, Path(path).read_text().splitlines())
+            if r.get("bench") == "scaling" and r.get("kind") == "run" and r.get("status") == "committed"]
+    if not runs:
+        raise SystemExit(f"{path}: no committed bench_scaling run records")
+    n = max(r["faces"] for r in runs)
+    args.n, args.gallery_clusters, args.dim = n, runs[0]["gallery_clusters"], runs[0]["dim"]
+    args.shards = runs[0].get("shards", args.shards)
+
+    def best(w: int) -> dict:
+        mine = [r for r in runs if r["workers"] == w and r["faces"] == n]
+        if not mine:
+            raise SystemExit(f"{path}: no {w}-worker run of {n} faces")
+        return min(mine, key=lambda r: r["stage_seconds"]["total"])
+
+    return model_and_projection(args, cfg, best(1), best(2), records, out)
 
 
 def best_run(runs: list[RunData]) -> RunData:
@@ -1098,27 +1191,10 @@ def report(args: argparse.Namespace, cfg: Config, runs: dict[int, list[RunData]]
         emit(meta(args, kind="scaling", **row), records, out)
 
     # (b) the model
-    qm_c = measured_quantities(r1, args, cfg, p1)
-    qm_b = measured_quantities(r2, args, cfg, p2)
-    rate = r2.sched_tasks_per_s
-    emit(meta(args, kind="model", measured_compute_run=r1.label, measured_bytes_run=r2.label,
-              quantities_measured=qm_c, quantities_measured_bytes_run=qm_b, scheduler_tasks_per_s=round(rate, 1),
-              scale_faces=args.scale_faces, scale_clusters=args.scale_clusters, net_gbps=args.net_gbps,
-              scale_nlist=args.scale_nlist, scale_nprobe=args.scale_nprobe,
-              dot_rate_per_s=UNITS["dots_a"](qm_c) / max(p1.get("assign-search", {}).get("compute_s", 0.0), 1e-9),
-              stage_model=MODEL_TEXT,
-              prefix_model={p: dataclasses.asdict(m) for p, m in MODELS.items()}), records, out)
-    projections = []
-    for sp in args.worker_speedup:
-        group = [project(args, cfg, p1, p2, qm_c, qm_b, rate, w, sp) for w in args.scale_workers]
-        base = next((g for g in group if g["workers"] == 8), group[0])
-        for g in group:
-            g["efficiency_vs_8"] = base["workers"] * base["total_s"] / (g["workers"] * g["total_s"])
-            emit(meta(args, kind="projection", **_round_tree(g)), records, out)
-        projections += group
+    model_tables = model_and_projection(args, cfg, run_record(args, r1), run_record(args, r2), records, out)
 
     # (c) memory
-    tables = [scaling_table(args, rows), model_table(p1, p2), projection_table(args, projections)]
+    tables = [scaling_table(args, rows), *model_tables]
     mem_runs = [r2, r1] + ([small] if small else [])
     mems = {}
     for run in mem_runs:

@@ -20,3 +20,14 @@ def test_auto_backend_falls_back_to_cpu_without_gpu():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() in ("cpu", "gpu")
     assert resolve_backend_name("cpu") == "cpu"
+
+
+def test_dask_knows_the_size_of_a_partition():
+    import numpy as np
+    import pyarrow as pa
+    from dask.sizeof import sizeof
+
+    from daskcluster.ingest import Part
+
+    part = Part(0, np.arange(1000), np.zeros((1000, 256), np.float32), pa.table({"a": np.arange(1000)}))
+    assert sizeof(part) >= 1000 * 256 * 4
