@@ -43,7 +43,7 @@ def audit_edges(r: DayRunner, gshards: list[Future], best: list[Future], offsets
         return 1.0
     m = max(1, r.cfg.search.audit_sample // max(1, len(best)))
     q = r.submit("audit-queries", _concat_queries, [r.submit("audit-queries", _audit_queries, p, b, off, m)
-                                                    for p, b, off in zip(r.state.parts, best, offsets)])
+                                                    for p, b, off in zip(r.state.rest, best, offsets)])
     k = r.cfg.cluster.k + 1
     exact = r.submit("audit-merge", merge_topk, [r.submit("audit-search", _exact_search, s, q, k)
                                                  for s in gshards], k)

@@ -161,6 +161,15 @@ def _move_to_bad(part: Part, bad: np.ndarray, reasons: np.ndarray, feature: str)
                    bad=pa.concat_tables(bad_tables, promote_options="permissive"))
 
 
+def unassigned_view(part: Part) -> Part:
+    """The ``unassigned`` task: a partition's unassigned faces alone (ids and features, no metadata), which
+    is all step 2 needs: the assigned faces and the metadata never travel to the k-NN shards."""
+    mask = part.unassigned
+    n = int(mask.sum())
+    return Part(part.index, part.ids[mask], part.x[mask], pa.table({}), None, np.full(n, -1, np.int64),
+                np.full(n, np.nan, np.float32))
+
+
 def count_rows(part: Part) -> tuple[int, int]:
     """(valid rows, rejected rows)."""
     return len(part), 0 if part.bad is None else part.bad.num_rows

@@ -180,9 +180,9 @@ def _graph_index(r: DayRunner, sizes: list[int], offsets: list[int]) -> tuple[li
     partition is searched against every shard, so there are always as many tasks as partitions)."""
     n_total = sum(sizes)
     spec = choose_index(n_total, r.cfg.search)
-    centroids = r.state.knn_centroids = _quantizer(r, spec, r.state.parts, graph.graph_sample, "knn")
+    centroids = r.state.knn_centroids = _quantizer(r, spec, r.state.rest, graph.graph_sample, "knn")
     n_groups = math.ceil(n_total * r.plan.dim * 4 / 2**20 / r.cfg.search.shard_mb)
-    built = r.spread("knn-build", graph.graph_shard, [([r.state.parts[i] for i in g], offsets[g.start], spec,
+    built = r.spread("knn-build", graph.graph_shard, [([r.state.rest[i] for i in g], offsets[g.start], spec,
                                                         centroids, r.backend)
                                                        for g in graph.group_partitions(sizes, n_groups)])
     return r.wait("knn-build", built), spec
@@ -191,20 +191,21 @@ def _graph_index(r: DayRunner, sizes: list[int], offsets: list[int]) -> tuple[li
 def stage_cluster(r: DayRunner) -> list[Future]:
     """Step 2; returns, per partition, a future of the new cluster ids of its unassigned faces."""
     cfg = r.cfg.cluster
-    sizes = r.gather([r.submit("count", _count_unassigned, p) for p in r.state.parts])
+    r.state.rest = [r.submit("unassigned", ingest.unassigned_view, p) for p in r.state.parts]
+    sizes = r.gather([r.submit("count", _count_unassigned, p) for p in r.state.rest])
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     n_total = sum(sizes)
     gshards, spec = _graph_index(r, sizes, offsets)
     r.state.counts["knn_index"] = spec.describe()
     probe = None if spec.is_flat else (graph.probe_part, r.state.knn_centroids, spec.nprobe)
-    best = _search_all(r, "knn", gshards, r.state.parts, graph.knn_search, cfg.k + 1, probe, min_sim=cfg.threshold)
+    best = _search_all(r, "knn", gshards, r.state.rest, graph.knn_search, cfg.k + 1, probe, min_sim=cfg.threshold)
     edge_futs = r.wait("edges", [r.submit("edges", graph.edges, b, off, cfg.threshold)
                                  for b, off in zip(best, offsets)])
     if r.cfg.search.audit:
         r.state.counts["edge_recall"] = audit_edges(r, gshards, best, offsets, spec)
     forests = [r.submit("cc-forest", components.edge_forest, e, r.backend) for e in edge_futs]
     forest = r.tree_reduce("cc-merge", components.merge_forests, forests, r.backend)
-    vids = [r.submit("vertex-ids", components.unassigned_ids, p) for p in r.state.parts]
+    vids = [r.submit("vertex-ids", components.unassigned_ids, p) for p in r.state.rest]
     comp = r.submit("components", components.label_components, n_total, forest, vids, r.plan.base.next_cluster_id)
     result = r.wait("components", [comp])[0]
     stats = r.gather(r.submit("component-stats", _component_stats, result))
@@ -231,7 +232,7 @@ def stage_merge(r: DayRunner, labels: list[Future]) -> None:
     """Centre updates and new clusters at their shards; the snapshot, assignments and quarantine written."""
     n_s, parts = r.plan.n_shards, r.state.parts
     old = [r.submit("centre-sums", assign.assigned_sums, p, n_s) for p in parts]
-    new = [r.submit("new-centres", components.new_cluster_sums, p, lab, n_s) for p, lab in zip(parts, labels)]
+    new = [r.submit("new-centres", components.new_cluster_sums, p, lab, n_s) for p, lab in zip(r.state.rest, labels)]
     homes = r.homes(r.wait("load-shard", r.state.tables))
     updated = [r.submit_at(h, "centre-update", _shard_update, t, [r.pick("sums", o, s) for o in old],
                            [r.pick("sums", n, s) for n in new], r.plan.day)
