@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "DASKCLUSTER_"
 
@@ -31,11 +31,51 @@ class IngestConfig(_Section):
 
 class AssignConfig(_Section):
     threshold: float = Field(0.6, ge=-1.0, le=1.0, description="cosine similarity to join a gallery cluster")
+    margin: float = Field(0.0, ge=0.0, le=2.0, description="when the two best clusters both pass the threshold "
+                          "and are closer than this, the face goes to step 2 instead (0 = off)")
 
 
 class ClusterConfig(_Section):
     threshold: float = Field(0.6, ge=-1.0, le=1.0, description="cosine similarity of a k-NN edge")
     k: int = Field(10, ge=1, le=1024, description="neighbours per face in the k-NN graph")
+    mutual: bool = Field(False, description="keep an edge only when each end is among the other's k neighbours")
+    min_shared: float = Field(0.0, ge=0.0, le=1.0, description="keep an edge only when its ends share at least "
+                              "this fraction of their neighbourhoods (each face counts in its own; 0 = off)")
+    link: Literal["all", "density"] = Field("all", description="density: each face keeps only its edge to its "
+                                            "most similar neighbour of higher density")
+    max_size: int = Field(0, ge=0, description="components larger than this are re-cut with a rising "
+                          "threshold until their pieces fit (0 = off)")
+    recut_step: float = Field(0.1, gt=0.0, lt=1.0, description="each re-cut raises the threshold t to "
+                              "t + (1 - t) * recut_step")
+
+
+class QualityConfig(_Section):
+    column: str | None = Field("quality", description="metadata column with a quality score in [0, 1], used "
+                               "when the input has it")
+    use_norm: bool = Field(False, description="use the raw feature norm as a quality signal (MagFace-style)")
+    norm_range: tuple[float, float] = Field((0.0, 1.0), description="raw norms mapped to quality 0 and 1")
+    floor: float = Field(0.0, ge=0.0, le=1.0, description="faces of lower quality (mean of the signals) "
+                         "neither seed, chain nor update clusters (0 = off)")
+    join_threshold: float = Field(0.75, ge=-1.0, le=1.0, description="similarity a low-quality face needs to "
+                                  "join an existing cluster")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> QualityConfig:
+        if not self.norm_range[1] > self.norm_range[0]:
+            raise ValueError(f"norm_range {list(self.norm_range)}: the second value must be larger")
+        return self
+
+
+class PreprocessConfig(_Section):
+    centre: bool = Field(False, description="subtract the mean unit feature learned from the first day (kept "
+                         "in the gallery) before normalising")
+
+
+class ConsolidateConfig(_Section):
+    after_day: bool = Field(False, description="consolidate the gallery at the end of every run-day")
+    threshold: float = Field(0.8, ge=-1.0, le=1.0, description="centre similarity for two clusters to merge")
+    k: int = Field(4, ge=1, le=64, description="neighbouring centres examined per cluster")
+    min_count: int = Field(2, ge=1, description="clusters with fewer faces never merge (their centre is noise)")
 
 
 class SearchConfig(_Section):
@@ -67,7 +107,10 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     assign: AssignConfig = AssignConfig()
     cluster: ClusterConfig = ClusterConfig()
+    quality: QualityConfig = QualityConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
     search: SearchConfig = SearchConfig()
+    consolidate: ConsolidateConfig = ConsolidateConfig()
     gallery: GalleryConfig = GalleryConfig()
     dask: DaskConfig = DaskConfig()
 

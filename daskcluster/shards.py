@@ -24,6 +24,7 @@ class ClusterShard:
     mean: np.ndarray         # (n, d) float32
     first_day: np.ndarray    # (n,) datetime64[D]
     last_day: np.ndarray     # (n,) datetime64[D]
+    joinable: np.ndarray     # (n,) bool: False for a low-quality singleton, which no face may join
 
     def __len__(self) -> int:
         return len(self.cluster_id)
@@ -35,7 +36,7 @@ class ClusterShard:
 
 def empty_shard(shard: int, dim: int) -> ClusterShard:
     return ClusterShard(shard, np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, dim), np.float32),
-                        np.empty(0, "datetime64[D]"), np.empty(0, "datetime64[D]"))
+                        np.empty(0, "datetime64[D]"), np.empty(0, "datetime64[D]"), np.empty(0, bool))
 
 
 def shard_path(snapshot_dir: Path, shard: int) -> Path:
@@ -48,9 +49,11 @@ def load_shard(snapshot_dir: str | Path | None, shard: int, dim: int) -> Cluster
         return empty_shard(shard, dim)
     t = pq.read_table(shard_path(Path(snapshot_dir), shard))
     mean = t.column("mean").combine_chunks().flatten().to_numpy().reshape(-1, dim)
+    joinable = (t.column("joinable").to_numpy(zero_copy_only=False).astype(bool) if "joinable" in t.schema.names
+                else np.ones(t.num_rows, bool))
     return ClusterShard(shard, t.column("cluster_id").to_numpy(), t.column("count").to_numpy(),
                         mean.astype(np.float32), t.column("first_day").to_numpy().astype("datetime64[D]"),
-                        t.column("last_day").to_numpy().astype("datetime64[D]"))
+                        t.column("last_day").to_numpy().astype("datetime64[D]"), joinable)
 
 
 def write_shard(shard: ClusterShard, snapshot_dir: str | Path) -> int:
@@ -62,6 +65,7 @@ def write_shard(shard: ClusterShard, snapshot_dir: str | Path) -> int:
         "mean": pa.FixedSizeListArray.from_arrays(pa.array(shard.mean.ravel(), pa.float32()), d),
         "first_day": pa.array(shard.first_day, pa.date32()),
         "last_day": pa.array(shard.last_day, pa.date32()),
+        "joinable": pa.array(shard.joinable, pa.bool_()),
     })
     write_parquet_atomic(table, shard_path(Path(snapshot_dir), shard.shard))
     return len(shard)
@@ -74,12 +78,21 @@ class ClusterSums:
     cluster_id: np.ndarray  # (m,) int64, unique ascending
     sums: np.ndarray        # (m, d) float64
     count: np.ndarray       # (m,) int64
+    joinable: np.ndarray | None = None  # (m,) bool for new clusters (None: all joinable)
+
+    def joinable_mask(self) -> np.ndarray:
+        return np.ones(len(self.cluster_id), bool) if self.joinable is None else self.joinable
 
 
-def group_sums(cluster_id: np.ndarray, x: np.ndarray) -> ClusterSums:
-    """Sum ``x`` rows by ``cluster_id`` (a sparse one-hot product, no Python loop)."""
+def group_sums(cluster_id: np.ndarray, x: np.ndarray, joinable: np.ndarray | None = None) -> ClusterSums:
+    """Sum ``x`` rows by ``cluster_id`` (a sparse one-hot product, no Python loop); a cluster is joinable
+    when all its rows are (``joinable`` is per row)."""
     ids, inverse, counts = np.unique(cluster_id, return_inverse=True, return_counts=True)
-    return ClusterSums(ids.astype(np.int64), _sum_rows(inverse, len(ids), x), counts.astype(np.int64))
+    ok = None
+    if joinable is not None:
+        ok = np.ones(len(ids), bool)
+        np.logical_and.at(ok, inverse, joinable)
+    return ClusterSums(ids.astype(np.int64), _sum_rows(inverse, len(ids), x), counts.astype(np.int64), ok)
 
 
 def _sum_rows(group: np.ndarray, n_groups: int, x: np.ndarray) -> np.ndarray:
@@ -96,7 +109,9 @@ def reduce_sums(parts: list[ClusterSums], dim: int) -> ClusterSums:
     uniq, inverse = np.unique(ids, return_inverse=True)
     sums = _sum_rows(inverse, len(uniq), np.concatenate([p.sums for p in parts]))
     counts = np.bincount(inverse, weights=np.concatenate([p.count for p in parts]), minlength=len(uniq))
-    return ClusterSums(uniq, sums, counts.astype(np.int64))
+    ok = np.ones(len(uniq), bool)
+    np.logical_and.at(ok, inverse, np.concatenate([p.joinable_mask() for p in parts]))
+    return ClusterSums(uniq, sums, counts.astype(np.int64), ok)
 
 
 def update_shard(shard: ClusterShard, existing: ClusterSums, new: ClusterSums, day: str) -> ClusterShard:
@@ -116,4 +131,5 @@ def update_shard(shard: ClusterShard, existing: ClusterSums, new: ClusterSums, d
         shard, cluster_id=np.concatenate([shard.cluster_id, new.cluster_id]),
         count=np.concatenate([count, new.count]),
         mean=np.concatenate([mean, new_mean]).astype(np.float32),
-        first_day=np.concatenate([shard.first_day, today]), last_day=np.concatenate([last, today]))
+        first_day=np.concatenate([shard.first_day, today]), last_day=np.concatenate([last, today]),
+        joinable=np.concatenate([shard.joinable, new.joinable_mask()]))
