@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import ivf
+from .config import AssignConfig
 from .ingest import Part
 from .search import IndexSpec, Shard, build_shard, search_shard
 from .shards import ClusterShard, ClusterSums, group_sums
@@ -19,8 +20,10 @@ ASSIGN_K = 2  # the runner-up is kept for the assignment margin guard
 
 def gallery_search_shard(shard: ClusterShard, spec: IndexSpec, centroids: np.ndarray | None,
                          backend: str) -> Shard:
-    """The searchable form of a gallery shard: its cluster centres, keyed by cluster id."""
-    return build_shard(shard.cluster_id, shard.centres(), spec, centroids, backend)
+    """The searchable form of a gallery shard: the centres of its joinable clusters, keyed by cluster id
+    (a low-quality singleton is a cluster no face may join)."""
+    ok = shard.joinable
+    return build_shard(shard.cluster_id[ok], shard.centres()[ok], spec, centroids, backend)
 
 
 def search_part(shard: Shard, part: Part, k: int, min_sim: float,
@@ -35,12 +38,29 @@ def probe_part(part: Part, centroids: np.ndarray, nprobe: int) -> np.ndarray:
     return ivf.probe(centroids, part.x, nprobe)
 
 
-def decide(part: Part, best: tuple[np.ndarray, np.ndarray], threshold: float) -> Part:
-    """The ``assign-decide`` task: record the chosen cluster (-1: unassigned) and its similarity."""
+def decide(part: Part, best: tuple[np.ndarray, np.ndarray], cfg: AssignConfig, join_low: float) -> Part:
+    """The ``assign-decide`` task: record the chosen cluster (-1: unassigned) and its similarity.
+
+    A face joins its best cluster at ``assign.threshold``, a low-quality face only at ``join_low``. With
+    ``assign.margin``, a face whose two best clusters both pass the threshold within the margin of each
+    other is ambiguous (two look-alikes, or one person split in two): it goes to step 2 instead, where a
+    wrong join cannot pull a centre away from its identity."""
     D, I = best
-    sim = D[:, 0].astype(np.float32) if len(part) else np.empty(0, np.float32)
-    cid = np.where((I[:, 0] >= 0) & (sim >= threshold), I[:, 0], -1) if len(part) else np.empty(0, np.int64)
-    return replace(part, cluster_id=cid.astype(np.int64), similarity=np.where(np.isfinite(sim), sim, np.nan))
+    n = len(part)
+    if n == 0:
+        return replace(part, cluster_id=np.empty(0, np.int64), similarity=np.empty(0, np.float32),
+                       ambiguous=np.empty(0, bool))
+    sim = D[:, 0].astype(np.float32)
+    ok = (I[:, 0] >= 0) & (sim >= cfg.threshold)
+    ok &= ~part.low_quality | (sim >= join_low)
+    ambiguous = np.zeros(n, bool)
+    if cfg.margin > 0 and I.shape[1] > 1:
+        second = np.where(I[:, 1] >= 0, D[:, 1], -np.inf)
+        ambiguous = ok & (second >= cfg.threshold) & (sim - np.maximum(second, -1.0) < cfg.margin)
+        ok &= ~ambiguous
+    cid = np.where(ok, I[:, 0], -1).astype(np.int64)
+    return replace(part, cluster_id=cid, similarity=np.where(np.isfinite(sim), sim, np.nan).astype(np.float32),
+                   ambiguous=ambiguous)
 
 
 def unassigned_part(part: Part) -> Part:
@@ -50,8 +70,9 @@ def unassigned_part(part: Part) -> Part:
 
 
 def assigned_sums(part: Part, n_shards: int) -> list[ClusterSums]:
-    """The ``centre-sums`` task: per shard, sums and counts of the faces assigned to its clusters."""
-    mask = part.cluster_id >= 0
+    """The ``centre-sums`` task: per shard, sums and counts of the faces assigned to its clusters (low-quality
+    faces join but never move a centre)."""
+    mask = (part.cluster_id >= 0) & ~part.low_quality
     cid, x = part.cluster_id[mask], part.x[mask]
     owner = cid % n_shards
     return [group_sums(cid[owner == s], x[owner == s]) for s in range(n_shards)]

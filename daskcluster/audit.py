@@ -15,11 +15,11 @@ log = logging.getLogger(__name__)
 
 
 def _audit_queries(part: ingest.Part, best: tuple, offset: int, m: int) -> tuple:
-    """Up to ``m`` unassigned faces of a partition (smallest id hashes): features, approximate top-k
+    """Up to ``m`` searched faces of a partition (smallest id hashes): features, approximate top-k
     ``(D, I)`` and vertex numbers."""
-    mask = part.unassigned
-    pick = sample_rows(part.ids[mask], np.arange(int(mask.sum())), m)[1].astype(np.int64)
-    return part.x[mask][pick], best[0][pick], best[1][pick], offset + pick
+    rows = np.flatnonzero(part.searchable)
+    pick = rows[sample_rows(part.ids[rows], np.arange(len(rows)), m)[1].astype(np.int64)]
+    return part.x[pick], best[0][pick], best[1][pick], offset + pick
 
 
 def _concat_queries(items: list[tuple]) -> tuple:

@@ -8,12 +8,13 @@ depend neither on the input order nor on the partitioning.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .backends import get_backend
 from .ingest import Part
+from .linking import Recut
 from .shards import ClusterSums, group_sums
 
 Forest = tuple[np.ndarray, np.ndarray]
@@ -28,6 +29,7 @@ class ComponentResult:
     n_clusters: int
     n_singletons: int
     largest: int
+    cuts: list[dict] = field(default_factory=list)  # the chaining guard's re-cuts, "root" as a face id
 
 
 def unassigned_ids(part: Part) -> np.ndarray:
@@ -56,23 +58,42 @@ def merge_forests(forests: list[Forest], backend: str) -> Forest:
                         backend)
 
 
-def label_components(n: int, forest: Forest, vertex_ids: list[np.ndarray], next_id: int) -> ComponentResult:
-    """The ``components`` task: new cluster ids from the merged forest, in order of smallest face id.
-
-    Holds O(vertices): each vertex's root and face id.
-    """
+def vertex_roots(n: int, forest: Forest) -> np.ndarray:
+    """The ``cc-roots`` task: every vertex's component root (its smallest vertex). Holds O(vertices)."""
     root = np.arange(n, dtype=np.int64)
     root[forest[0]] = forest[1]
-    roots, labels = np.unique(root, return_inverse=True)
+    return root
+
+
+def oversize_roots(roots: np.ndarray, max_size: int) -> np.ndarray:
+    """The ``oversize`` task: roots of the components with more than ``max_size`` vertices."""
+    return np.flatnonzero(np.bincount(roots, minlength=len(roots)) > max_size).astype(np.int64)
+
+
+def label_components(roots: np.ndarray, vertex_ids: list[np.ndarray], next_id: int,
+                     recuts: list[Recut] = ()) -> ComponentResult:
+    """The ``components`` task: new cluster ids, in order of smallest face id, after the chaining guard's
+    re-cuts (their pieces replace the oversized components)."""
+    root = roots.copy()
+    for rc in recuts:
+        root[rc.vertex] = rc.root
+    roots_u, labels = np.unique(root, return_inverse=True)
     face_ids = np.concatenate(vertex_ids) if vertex_ids else np.empty(0, np.int64)
-    n_comp = len(roots)
+    n_comp = len(roots_u)
     smallest = np.full(n_comp, np.iinfo(np.int64).max)
     np.minimum.at(smallest, labels, face_ids)
     rank = np.empty(n_comp, np.int64)
     rank[np.argsort(smallest, kind="stable")] = np.arange(n_comp)
     sizes = np.bincount(labels, minlength=n_comp)
+    cuts = sorted(({**c, "root": int(face_ids[c["root"]])} for rc in recuts for c in rc.cuts),
+                  key=lambda c: (-c["size"], c["root"]))
     return ComponentResult(next_id + rank[labels], n_comp, int((sizes == 1).sum()),
-                           int(sizes.max()) if n_comp else 0)
+                           int(sizes.max()) if n_comp else 0, cuts)
+
+
+def part_slice(array: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """One partition's slice of a per-vertex array (its roots)."""
+    return array[start:stop]
 
 
 def part_labels(result: ComponentResult, start: int, stop: int) -> np.ndarray:
@@ -81,7 +102,9 @@ def part_labels(result: ComponentResult, start: int, stop: int) -> np.ndarray:
 
 
 def new_cluster_sums(part: Part, labels: np.ndarray, n_shards: int) -> list[ClusterSums]:
-    """The ``new-centres`` task: per shard, sums of the unit features of its new clusters' members."""
+    """The ``new-centres`` task: per shard, sums of the unit features of its new clusters' members; a
+    low-quality singleton's cluster is not joinable."""
     x = part.x[part.unassigned]
+    joinable = ~part.low_quality[part.unassigned]
     owner = labels % n_shards
-    return [group_sums(labels[owner == s], x[owner == s]) for s in range(n_shards)]
+    return [group_sums(labels[owner == s], x[owner == s], joinable[owner == s]) for s in range(n_shards)]

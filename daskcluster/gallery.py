@@ -9,6 +9,10 @@ Layout (``vNNNNNN`` is the manifest version that wrote it; nothing is ever overw
     assignments/day=D/vNNNNNN/part-PPPPP.parquet  face_id, cluster_id, decision, similarity, carried metadata
     quarantine/day=D/vNNNNNN/part-PPPPP.parquet   rejected rows with ``reason``
     reports/day=D/vNNNNNN/                      summary.json, config.yaml, dask-report.html
+    lineage/vNNNNNN.parquet                     cumulative old_id -> new_id of consolidation merges
+
+Assignments keep the cluster ids they were written with; readers map them through the lineage in force
+(:mod:`daskcluster.lineage`), so a consolidation never rewrites a day's output.
 """
 from __future__ import annotations
 
@@ -56,6 +60,12 @@ class DayRecord:
     n_quarantined: int
     committed_at: str
     quantizer: dict | None = None  # {"path", "nlist"} of the gallery's IVF quantizer after this day
+    # The cumulative lineage in force after this day (None: as the day before). A consolidation after the day
+    # replaces ``snapshot`` and ``n_clusters_after`` and notes what it replaced in ``consolidated``; a forced
+    # re-run of the day starts from the day before, and so with the day before's lineage.
+    lineage: str | None = None
+    consolidated: list[dict] = field(default_factory=list)
+    preprocess: dict | None = None  # {"centre": path of the mean unit feature} fixed by the first day
 
 
 @dataclass
@@ -69,6 +79,8 @@ class Manifest:
     n_faces: int = 0
     days: list[DayRecord] = field(default_factory=list)
     quantizer: dict | None = None
+    preprocess: dict | None = None
+    lineage: str | None = None  # written by the last consolidation; readers use lineage.lineage_in_force
     format: int = FORMAT_VERSION
 
     def day(self, day: str) -> DayRecord | None:

@@ -31,9 +31,21 @@ class Part:
     bad: pa.Table | None = None
     cluster_id: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     similarity: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    low_q: np.ndarray = field(default_factory=lambda: np.empty(0, bool))       # set by ``prepare``
+    ambiguous: np.ndarray = field(default_factory=lambda: np.empty(0, bool))   # set by ``assign-decide``
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def low_quality(self) -> np.ndarray:
+        """Row mask of low-quality faces (none before ``prepare``)."""
+        return self.low_q if len(self.low_q) == len(self.ids) else np.zeros(len(self.ids), bool)
+
+    @property
+    def searchable(self) -> np.ndarray:
+        """Row mask of the faces step 2 indexes and searches: unassigned, not low quality."""
+        return self.unassigned & ~self.low_quality
 
     @property
     def unassigned(self) -> np.ndarray:
@@ -167,7 +179,7 @@ def unassigned_view(part: Part) -> Part:
     mask = part.unassigned
     n = int(mask.sum())
     return Part(part.index, part.ids[mask], part.x[mask], pa.table({}), None, np.full(n, -1, np.int64),
-                np.full(n, np.nan, np.float32))
+                np.full(n, np.nan, np.float32), part.low_quality[mask])
 
 
 def count_rows(part: Part) -> tuple[int, int]:

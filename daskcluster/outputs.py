@@ -13,17 +13,20 @@ DROP_FROM_ASSIGNMENTS = ("_file", "_row")
 
 
 def assignments_table(part: Part, new_labels: np.ndarray, id_column: str) -> pa.Table:
-    """face_id, cluster_id, decision, similarity and the carried metadata of one partition."""
+    """face_id, cluster_id, decision (``assigned``, ``new`` or ``low_quality``: a low-quality face that
+    joined nothing), similarity, ambiguous (the assignment margin sent it to step 2) and the carried
+    metadata of one partition."""
     cluster_id = part.cluster_id.copy()
     new = cluster_id < 0
     cluster_id[new] = new_labels
-    decision = np.where(new, "new", "assigned")
+    decision = np.where(new, np.where(part.low_quality, "low_quality", "new"), "assigned")
     meta = part.meta.drop_columns([c for c in (id_column, *DROP_FROM_ASSIGNMENTS) if c in part.meta.schema.names])
     head = pa.table({
         "face_id": pa.array(part.ids, pa.int64()),
         "cluster_id": pa.array(cluster_id, pa.int64()),
         "decision": pa.array(decision).dictionary_encode(),
         "similarity": pa.array(part.similarity, pa.float32(), from_pandas=True),
+        "ambiguous": pa.array(part.ambiguous if len(part.ambiguous) == len(part) else np.zeros(len(part), bool)),
     })
     for name in meta.schema.names:
         head = head.append_column(meta.schema.field(name), meta.column(name))

@@ -5,8 +5,10 @@ never feature vectors. Stage functions live in their own modules; this one only 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import operator
 import shutil
 import time
 from collections import Counter
@@ -17,11 +19,12 @@ from typing import Any
 
 from distributed import Client, Future, performance_report
 
-from . import assign, components, graph, ingest, outputs, shards
+from . import assign, components, graph, ingest, linking, outputs, prepare, shards
 from .audit import audit_edges
 from .config import Config
 from .gallery import (
     DayRecord,
+    GalleryError,
     Manifest,
     load_npy,
     now_utc,
@@ -39,6 +42,8 @@ from .search import IndexSpec, choose_index, merge_topk, sample_rows, train_quan
 log = logging.getLogger(__name__)
 
 __all__ = ["DayResult", "NullProgress", "Progress", "run_day"]
+
+CUT_BUCKETS = 16  # most recut tasks: oversized components are few, and each is cut whole in one task
 
 
 # --------------------------------------------------------------------------------------------- ingest
@@ -89,6 +94,40 @@ def stage_ingest(r: DayRunner) -> None:
                               for s in r.plan.partitions])
     r.state.parts = r.wait("dedupe", _dedupe(r, parts))
     _check_bad_fraction(r, r.state.parts)
+    stage_prepare(r)
+
+
+def _centre_mean(r: DayRunner) -> Future | None:
+    """The gallery's centring mean: the stored one, else learned from this (first) day when configured."""
+    stored = r.plan.base.preprocess
+    if stored and stored.get("centre"):
+        if not r.cfg.preprocess.centre:
+            log.warning("the gallery centres features (fixed by its first day): preprocess.centre=false is ignored")
+        return r.submit("centre-load", load_npy, str(r.plan.gallery / stored["centre"]))
+    if not r.cfg.preprocess.centre:
+        return None
+    if r.plan.base.days:
+        raise GalleryError("preprocess.centre is fixed by the gallery's first day, which was not centred; "
+                           "start a new gallery to centre features")
+    sums = [r.submit("centre-sum", prepare.unit_sum, p) for p in r.state.parts]
+    mean = r.submit("centre-mean", prepare.mean_feature, sums)
+    r.state.new_mean = mean
+    return mean
+
+
+def stage_prepare(r: DayRunner) -> None:
+    """Centring and quality flags (see ``prepare``)."""
+    mean = _centre_mean(r)
+    if mean is None and r.cfg.quality.floor <= 0:
+        r.state.counts["low_quality"] = 0
+        return
+    r.state.parts = r.wait("prepare", [r.submit("prepare", prepare.prepare, p, mean, r.cfg.quality)
+                                       for p in r.state.parts])
+    r.state.counts["low_quality"] = sum(r.gather([r.submit("count", _count_low, p) for p in r.state.parts]))
+
+
+def _count_low(part: ingest.Part) -> int:
+    return int(part.low_quality.sum())
 
 
 # --------------------------------------------------------------------------------------------- search
@@ -142,10 +181,12 @@ def stage_assign(r: DayRunner) -> None:
     probe = None if spec.is_flat else (assign.probe_part, centroids, spec.nprobe)
     best = _search_all(r, "assign", index, r.state.parts, assign.search_part, assign.ASSIGN_K, probe,
                        min_sim=cfg.assign.threshold)
-    parts = [r.submit("assign-decide", assign.decide, p, b, cfg.assign.threshold)
+    parts = [r.submit("assign-decide", assign.decide, p, b, cfg.assign, cfg.quality.join_threshold)
              for p, b in zip(r.state.parts, best)]
     r.state.parts, r.state.tables = r.wait("assign", parts), tables
-    r.state.counts["assigned"] = sum(r.gather([r.submit("count", _count_assigned, p) for p in parts]))
+    counts = r.gather([r.submit("count", _count_assigned, p) for p in parts])
+    r.state.counts.update(assigned=sum(c[0] for c in counts), assign_ambiguous=sum(c[1] for c in counts),
+                          assigned_low_quality=sum(c[2] for c in counts))
     r.state.counts["assign_index"] = spec.describe()
 
 
@@ -165,8 +206,10 @@ def _gallery_quantizer(r: DayRunner, spec: IndexSpec, tables: list[Future]) -> F
     return centroids
 
 
-def _count_assigned(part: ingest.Part) -> int:
-    return int((part.cluster_id >= 0).sum())
+def _count_assigned(part: ingest.Part) -> tuple[int, int, int]:
+    """(assigned, sent to step 2 by the margin, assigned low-quality faces)."""
+    assigned = part.cluster_id >= 0
+    return int(assigned.sum()), int(part.ambiguous.sum()), int((assigned & part.low_quality).sum())
 
 
 def _count_unassigned(part: ingest.Part) -> int:
@@ -174,7 +217,8 @@ def _count_unassigned(part: ingest.Part) -> int:
 
 
 # --------------------------------------------------------------------------------------------- cluster
-def _graph_index(r: DayRunner, sizes: list[int], offsets: list[int]) -> tuple[list[Future], IndexSpec]:
+def _graph_index(r: DayRunner, sizes: list[int],
+                 offsets: list[int]) -> tuple[list[Future], IndexSpec, list[range]]:
     """The unassigned faces as shards of consecutive partitions, about ``search.shard_mb`` of features each:
     fewer, longer IVF lists search faster, and the grouping does not depend on the number of workers (every
     partition is searched against every shard, so there are always as many tasks as partitions)."""
@@ -182,10 +226,24 @@ def _graph_index(r: DayRunner, sizes: list[int], offsets: list[int]) -> tuple[li
     spec = choose_index(n_total, r.cfg.search)
     centroids = r.state.knn_centroids = _quantizer(r, spec, r.state.rest, graph.graph_sample, "knn")
     n_groups = math.ceil(n_total * r.plan.dim * 4 / 2**20 / r.cfg.search.shard_mb)
+    groups = graph.group_partitions(sizes, n_groups)
     built = r.spread("knn-build", graph.graph_shard, [([r.state.rest[i] for i in g], offsets[g.start], spec,
-                                                        centroids, r.backend)
-                                                       for g in graph.group_partitions(sizes, n_groups)])
-    return r.wait("knn-build", built), spec
+                                                        centroids, r.backend) for g in groups])
+    return r.wait("knn-build", built), spec, groups
+
+
+def _annotations(r: DayRunner, gshards: list[Future], groups: list[range], nbs: list[Future]) -> list[Future]:
+    """Per partition, what its neighbours know (mutual, shared neighbourhood, density): each graph shard's
+    lists are gathered next to the shard, and every partition's lists visit every shard, as in the search."""
+    homes = r.homes(gshards)
+    tables = [r.submit_at(h, "knn-table", linking.concat, [nbs[i] for i in g]) for g, h in zip(groups, homes)]
+    return [r.tree_reduce("annotate-merge", _sum_annotations,
+                          [r.submit_at(h, "annotate", linking.annotate, t, nb) for t, h in zip(tables, homes)])
+            for nb in nbs]
+
+
+def _sum_annotations(anns: list[linking.Annotation]) -> linking.Annotation:
+    return functools.reduce(operator.add, anns)
 
 
 def stage_cluster(r: DayRunner) -> list[Future]:
@@ -195,27 +253,50 @@ def stage_cluster(r: DayRunner) -> list[Future]:
     sizes = r.gather([r.submit("count", _count_unassigned, p) for p in r.state.rest])
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     n_total = sum(sizes)
-    gshards, spec = _graph_index(r, sizes, offsets)
+    gshards, spec, groups = _graph_index(r, sizes, offsets)
     r.state.counts["knn_index"] = spec.describe()
     probe = None if spec.is_flat else (graph.probe_part, r.state.knn_centroids, spec.nprobe)
     best = _search_all(r, "knn", gshards, r.state.rest, graph.knn_search, cfg.k + 1, probe, min_sim=cfg.threshold)
-    edge_futs = r.wait("edges", [r.submit("edges", graph.edges, b, off, cfg.threshold)
-                                 for b, off in zip(best, offsets)])
+    nbs = [r.submit("neighbours", linking.neighbours, b, off, cfg.k, cfg.threshold) for b, off in zip(best, offsets)]
+    anns = _annotations(r, gshards, groups, nbs) if linking.needs_annotation(cfg) else [None] * len(nbs)
+    edge_futs = r.wait("edges", [r.submit("edges", linking.link, nb, ann, cfg) for nb, ann in zip(nbs, anns)])
     if r.cfg.search.audit:
         r.state.counts["edge_recall"] = audit_edges(r, gshards, best, offsets, spec)
     forests = [r.submit("cc-forest", components.edge_forest, e, r.backend) for e in edge_futs]
     forest = r.tree_reduce("cc-merge", components.merge_forests, forests, r.backend)
+    roots = r.submit("cc-roots", components.vertex_roots, n_total, forest)
+    recuts = _chaining_guard(r, roots, edge_futs, offsets, sizes)
     vids = [r.submit("vertex-ids", components.unassigned_ids, p) for p in r.state.rest]
-    comp = r.submit("components", components.label_components, n_total, forest, vids, r.plan.base.next_cluster_id)
+    comp = r.submit("components", components.label_components, roots, vids, r.plan.base.next_cluster_id, recuts)
     result = r.wait("components", [comp])[0]
     stats = r.gather(r.submit("component-stats", _component_stats, result))
     r.state.counts.update(stats, knn_edges=sum(r.gather([r.submit("count", len, e) for e in edge_futs])))
     return [r.submit("labels", components.part_labels, result, off, off + n) for off, n in zip(offsets, sizes)]
 
 
-def _component_stats(result: components.ComponentResult) -> dict[str, int]:
+def _chaining_guard(r: DayRunner, roots: Future, edge_futs: list[Future], offsets: list[int],
+                    sizes: list[int]) -> list[Future]:
+    """Re-cut the components over ``cluster.max_size`` (see ``linking.recut``): their vertices and edges go
+    to buckets by component, one ``recut`` task each; nothing else moves."""
+    cfg = r.cfg.cluster
+    if not cfg.max_size:
+        return []
+    over = r.submit("oversize", components.oversize_roots, roots, cfg.max_size)
+    n_over = r.gather(r.submit("count", len, over))
+    if not n_over:
+        return []
+    n_b = max(1, min(len(edge_futs), n_over, CUT_BUCKETS))
+    inputs = [r.submit("cut-inputs", linking.cut_inputs, e, r.submit("part-roots", components.part_slice, roots,
+                                                                      off, off + n), off, over, n_b)
+              for e, off, n in zip(edge_futs, offsets, sizes)]
+    return r.wait("recut", [r.submit("recut", linking.recut, [r.pick("cut-bucket", i, b) for i in inputs],
+                                     cfg.threshold, cfg.max_size, cfg.recut_step, r.backend)
+                            for b in range(n_b)])
+
+
+def _component_stats(result: components.ComponentResult) -> dict[str, Any]:
     return {"new_clusters": result.n_clusters, "singletons": result.n_singletons,
-            "largest_new_cluster": result.largest}
+            "largest_new_cluster": result.largest, "cut_components": result.cuts}
 
 
 # --------------------------------------------------------------------------------------------- merge
@@ -277,11 +358,20 @@ def _commit_quantizer(r: DayRunner) -> dict | None:
     return {"path": rel, "nlist": nlist}
 
 
+def _commit_preprocess(r: DayRunner) -> dict | None:
+    """The centring mean learned today (written now), else the stored one."""
+    if r.state.new_mean is None:
+        return r.plan.base.preprocess
+    rel = output_dirs(r.plan)["preprocess"]
+    r.gather(r.submit("commit", write_npy_atomic, r.state.new_mean, str(r.plan.gallery / rel)))
+    return {"centre": rel}
+
+
 def commit(r: DayRunner, summary: dict) -> None:
     """Write the report, then swap the manifest: the day is committed when the rename lands."""
     plan, base, c = r.plan, r.plan.base, r.state.counts
     write_report(Path(r.dirs["report"]), summary, r.cfg.to_dict())
-    quantizer = _commit_quantizer(r)
+    quantizer, preprocess = _commit_quantizer(r), _commit_preprocess(r)
     rel = output_dirs(plan)
     record = DayRecord(
         day=plan.day, version=plan.version, snapshot_before=base.snapshot, snapshot=rel["snapshot"],
@@ -289,11 +379,11 @@ def commit(r: DayRunner, summary: dict) -> None:
         report=rel["report"], input_checksum=plan.checksum, config_digest=r.cfg.digest(), config=r.cfg.to_dict(),
         next_cluster_id_before=base.next_cluster_id, next_cluster_id_after=base.next_cluster_id + c["new_clusters"],
         n_clusters_after=c["gallery_clusters"], n_faces_after=c["gallery_faces"], n_faces=c["faces_valid"],
-        n_quarantined=c["quarantined"], committed_at=now_utc(), quantizer=quantizer)
+        n_quarantined=c["quarantined"], committed_at=now_utc(), quantizer=quantizer, preprocess=preprocess)
     manifest = Manifest(dim=plan.dim, n_shards=plan.n_shards, version=plan.version,
                         next_cluster_id=record.next_cluster_id_after, snapshot=record.snapshot,
                         n_clusters=record.n_clusters_after, n_faces=record.n_faces_after,
-                        days=[*base.days, record], quantizer=quantizer)
+                        days=[*base.days, record], quantizer=quantizer, preprocess=preprocess)
     write_manifest(plan.gallery, manifest)
 
 

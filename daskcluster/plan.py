@@ -34,6 +34,7 @@ class BaseState:
     n_faces: int = 0
     days: list[DayRecord] = field(default_factory=list)
     quantizer: dict | None = None
+    preprocess: dict | None = None
 
 
 @dataclass
@@ -61,7 +62,7 @@ def base_state(manifest: Manifest | None, day: str) -> BaseState:
         return BaseState()
     last = kept[-1]
     return BaseState(last.snapshot, last.next_cluster_id_after, last.n_clusters_after, last.n_faces_after, kept,
-                     last.quantizer)
+                     last.quantizer, last.preprocess)
 
 
 def _check_order(manifest: Manifest | None, day: str, checksum: str, force: bool) -> str | None:
@@ -114,4 +115,5 @@ def output_dirs(plan: DayPlan) -> dict[str, str]:
         "quarantine": version_dir("quarantine", plan.version, plan.day),
         "report": version_dir("reports", plan.version, plan.day),
         "quantizer": f"quantizers/v{plan.version:06d}.npy",
+        "preprocess": f"preprocess/v{plan.version:06d}-centre.npy",
     }

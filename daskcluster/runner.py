@@ -49,6 +49,7 @@ class DayState:
     timings: dict[str, float] = field(default_factory=dict)
     new_quantizer: tuple[Future, int] | None = None
     knn_centroids: Future | None = None
+    new_mean: Future | None = None  # the centring mean learned on the gallery's first day
     rest: list[Future] = field(default_factory=list)  # per partition, its unassigned faces alone
 
 

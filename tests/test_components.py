@@ -1,7 +1,8 @@
 import numpy as np
 
-from daskcluster.components import edge_forest, label_components, merge_forests
-from daskcluster.graph import edges
+from daskcluster.components import edge_forest, label_components, merge_forests, vertex_roots
+from daskcluster.config import ClusterConfig
+from daskcluster.linking import link, neighbours
 from daskcluster.shards import ClusterSums, empty_shard, group_sums, reduce_sums, update_shard
 
 
@@ -16,7 +17,7 @@ def test_cluster_ids_follow_smallest_face_id():
     # vertices 0..5 with face ids; components {0,1}, {2}, {3,4,5}
     face_ids = [np.array([50, 10, 40]), np.array([30, 20, 60])]
     forest = merge_forests([edge_forest(_edges([(0, 1)]), "cpu"), edge_forest(_edges([(3, 4), (4, 5)]), "cpu")], "cpu")
-    res = label_components(6, forest, face_ids, 100)
+    res = label_components(vertex_roots(6, forest), face_ids, 100)
     # smallest face ids: {0,1} -> 10, {3,4,5} -> 20, {2} -> 40
     assert res.cluster_id.tolist() == [100, 100, 102, 101, 101, 101]
     assert (res.n_clusters, res.n_singletons, res.largest) == (3, 1, 3)
@@ -33,7 +34,7 @@ def test_forest_tree_reduction_equals_components_of_all_edges():
     assert all(len(f[0]) < n for f in forests)  # a forest never has more rows than vertices
     while len(forests) > 1:  # fan-in 3 rounds, as the pipeline's tree reduction
         forests = [merge_forests(forests[i:i + 3], "cpu") for i in range(0, len(forests), 3)]
-    got = label_components(n, forests[0], [np.arange(n)], 0).cluster_id
+    got = label_components(vertex_roots(n, forests[0]), [np.arange(n)], 0).cluster_id
     e = np.concatenate(parts)
     g = scipy.sparse.coo_matrix((np.ones(len(e)), (e["src"], e["dst"])), shape=(n, n))
     _, want = scipy.sparse.csgraph.connected_components(g, directed=False)
@@ -44,7 +45,7 @@ def test_forest_tree_reduction_equals_components_of_all_edges():
 def test_edges_threshold_and_self_loops():
     D = np.array([[1.0, 0.7, 0.4], [1.0, 0.65, 0.2]], np.float32)
     I = np.array([[10, 11, -1], [11, 10, 12]])
-    e = edges((D, I), 10, 0.6)
+    e = link(neighbours((D, I), 10, 2, 0.6), None, ClusterConfig(threshold=0.6))
     assert sorted(zip(e["src"].tolist(), e["dst"].tolist())) == [(10, 11), (10, 11)]
 
 
