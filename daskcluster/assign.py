@@ -19,10 +19,12 @@ ASSIGN_K = 2  # the runner-up is kept for the assignment margin guard
 
 
 def gallery_search_shard(shard: ClusterShard, spec: IndexSpec, centroids: np.ndarray | None,
-                         backend: str) -> Shard:
-    """The searchable form of a gallery shard: the centres of its joinable clusters, keyed by cluster id
-    (a low-quality singleton is a cluster no face may join)."""
-    ok = shard.joinable
+                         backend: str, max_size: int = 0) -> Shard:
+    """The searchable form of a gallery shard: the centres of its joinable clusters, keyed by cluster id.
+    A low-quality singleton is a cluster no face may join, and so is a cluster that has reached
+    ``cluster.max_size`` faces (the chaining guard's bound holds across days too: a cluster grows past it
+    by at most one day's faces)."""
+    ok = shard.joinable & ((shard.count < max_size) if max_size else True)
     return build_shard(shard.cluster_id[ok], shard.centres()[ok], spec, centroids, backend)
 
 

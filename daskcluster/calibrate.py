@@ -221,6 +221,7 @@ class _Sweep:
         cfg = _config(self.base, over)
         part = prepare.prepare(engine.to_part(self.probe.data), self._mean(cfg), cfg.quality)
         nb = engine.search_graph(part, cfg)
+        free = engine.cluster_graph(nb, part.ids, cfg.cluster.model_copy(update={"max_size": 0}), 0, cfg.backend)
         stage = []
         for size in SIZES:
             result = engine.cluster_graph(nb, part.ids, cfg.cluster.model_copy(update={"max_size": size}), 0,
@@ -228,7 +229,7 @@ class _Sweep:
             stage.append({**{k: chosen[k] for k in ("centre", "floor", "rule", "threshold", "assign_threshold",
                                                     "margin")}, "stage": "max_size",
                           "max_size": size, **_score(self.probe, result.cluster_id)})
-            if result.largest < size:
+            if size >= free.largest:
                 break  # larger sizes cut nothing
         self.rows += stage
         top = max(r["bcubed_recall"] for r in stage)

@@ -119,7 +119,7 @@ class Engine:
             n_max = max(cfg.search.train_sample, 39 * spec.nlist)
             centroids = train_quantizer([sample_rows(table.cluster_id, table.centres(), n_max)], spec.nlist, n_max,
                                         cfg.backend)
-        index = assign.gallery_search_shard(table, spec, centroids, cfg.backend)
+        index = assign.gallery_search_shard(table, spec, centroids, cfg.backend, cfg.cluster.max_size)
         probes = None if spec.is_flat else assign.probe_part(part, centroids, spec.nprobe)
         return merge_topk([search_shard(index, part.x, assign.ASSIGN_K, cfg.assign.threshold, probes)],
                           assign.ASSIGN_K)

@@ -176,7 +176,8 @@ def stage_assign(r: DayRunner) -> None:
                                            [(snapshot, s, plan.dim) for s in range(plan.n_shards)]))
     spec = choose_index(plan.base.n_clusters, cfg.search)
     centroids = _gallery_quantizer(r, spec, tables)
-    index = [r.submit_at(h, "gallery-index", assign.gallery_search_shard, t, spec, centroids, r.backend)
+    index = [r.submit_at(h, "gallery-index", assign.gallery_search_shard, t, spec, centroids, r.backend,
+                         cfg.cluster.max_size)
              for t, h in zip(tables, r.homes(tables))]
     probe = None if spec.is_flat else (assign.probe_part, centroids, spec.nprobe)
     best = _search_all(r, "assign", index, r.state.parts, assign.search_part, assign.ASSIGN_K, probe,
