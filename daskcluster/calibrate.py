@@ -8,8 +8,9 @@ is written as a config file for ``--config``. The search is staged, so that it s
 1. step 2 on the probe as one day: centring on/off x quality floor x linking rule x edge threshold (the k-NN
    lists are searched once per centring and floor, at the lowest threshold, and cut for the others);
 2. the assignment threshold and margin for the best few of those, on the probe split into two days by id
-   hash (day 2 is assigned to day 1's clusters, its rest clustered): a setting at the edge of the target on
-   one day can fail when the same faces come in two, and the two-day run decides;
+   hash (day 2 is assigned to day 1's clusters, its rest clustered), twice with two different halvings,
+   keeping the worst scores: a setting at the edge of the target on one day can fail when the same faces
+   come in two, and the two-day runs decide;
 3. the chaining guard's ``max_size`` on the chosen setting (the smallest size that costs no recall, with
    headroom for an identity that grows over later days), checked by a final two-day run.
 
@@ -51,6 +52,9 @@ SIZES = (25, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
 GROWTH = 4  # max_size headroom: an identity keeps growing on later days
 MARGINS = (0.0, 0.03)
 ASSIGN_OFFSETS = (0.0, 0.05, 0.1, 0.2)
+SPLIT_BITS = (0, 1)  # the two-day check halves the probe twice, by two bits of the id hash; the worst counts
+MUST_CENTRE = 0.8  # the mean unit feature's norm above which only centred settings are tried
+PLATEAU = 0.003  # recall within this of the best counts as equally good
 CANDIDATES = 6  # stage-1 settings carried into the two-day stage (half as found, half at higher thresholds)
 
 
@@ -173,16 +177,26 @@ class _Sweep:
         self.rows: list[dict] = []
 
     def _pick(self, rows: list[dict]) -> dict | None:
+        """The highest recall at the target precision; among settings within ``PLATEAU`` of it, the one in
+        the middle of their thresholds: a setting at the edge of a plateau is the first to fail on new data."""
         ok = [r for r in rows if r["bcubed_precision"] >= self.target]
         if not ok:
             return None
-        return max(ok, key=lambda r: (round(r["bcubed_recall"], 4), r["bcubed_precision"]))
+        top = max(r["bcubed_recall"] for r in ok)
+        near = sorted((r for r in ok if r["bcubed_recall"] >= top - PLATEAU),
+                      key=lambda r: (r["threshold"], r.get("assign_threshold", 0), -r["bcubed_precision"]))
+        return near[len(near) // 2]
 
     def step2(self) -> list[dict]:
         """Stage 1: centring x floor x rule x threshold on one day; the best settings that reach the target."""
         floors = FLOORS if _has_quality(self.probe, self.base) else (0.0,)
         stage: list[dict] = []
-        for centre in (False, True):
+        mean_norm = float(np.linalg.norm(prepare.mean_feature([prepare.unit_sum(engine.to_part(self.probe.data))])))
+        # far from zero-centred (random faces' mean cosine >= 0.64): every similarity is squeezed into a narrow
+        # band where no uncentred threshold is sturdy, whatever a small probe says
+        centring = (True,) if mean_norm > MUST_CENTRE else (False, True)
+        log.info("probe mean unit feature has norm %.3f: centring %s", mean_norm, centring)
+        for centre in centring:
             for floor in floors:
                 over = {"preprocess": {"centre": centre}, "quality": {"floor": floor}}
                 cfg = _config(self.base, {**over, "cluster": {"max_size": 0}})
@@ -241,11 +255,8 @@ class _Sweep:
     def assignment(self, candidates: list[dict], max_size: int = 0) -> dict:
         """Stage 3: assignment threshold and margin on the probe split into two days, for each candidate (a
         setting at the edge of the target on one day may fail when the faces come in two)."""
-        split = (id_hash(self.probe.data.ids) % np.uint64(2)).astype(bool)
-        days = [self._subset(~split), self._subset(split)]
-        order = np.concatenate([np.flatnonzero(~split), np.flatnonzero(split)])
-        truth = Probe(engine.DayData(self.probe.data.ids[order], self.probe.data.features[order]),
-                      self.probe.labels[order], self.probe.n_probe)
+        h = id_hash(self.probe.data.ids)
+        splits = [((h >> np.uint64(bit)) % np.uint64(2)).astype(bool) for bit in SPLIT_BITS]
         stage = []
         grid = [(c, o, m) for c in candidates for o in ASSIGN_OFFSETS for m in MARGINS] if max_size == 0 else \
             [(candidates[0], None, None)]
@@ -256,13 +267,25 @@ class _Sweep:
                 over["assign"] = {"threshold": t_assign, "margin": margin}
             over["cluster"]["max_size"] = max_size
             over["quality"]["join_threshold"] = round(min(0.99, over["assign"]["threshold"] + 0.1), 4)
-            labels = np.concatenate(engine.run_days(days, _config(self.base, over)))
+            cfg = _config(self.base, over)
             stage.append({**{k: chosen[k] for k in ("centre", "floor", "rule", "threshold")},
                           "stage": "assign" if max_size == 0 else "final", "max_size": max_size,
                           "assign_threshold": over["assign"]["threshold"], "margin": over["assign"]["margin"],
-                          **_score(truth, labels)})
+                          **self._two_days(splits, cfg)})
         self.rows += stage
         return self._pick(stage) or max(stage, key=lambda r: r["bcubed_precision"])
+
+    def _two_days(self, splits: list[np.ndarray], cfg: Config) -> dict[str, float]:
+        """Scores of the probe run as two days, the worst over ``splits`` (each a different halving)."""
+        scores = []
+        for split in splits:
+            order = np.concatenate([np.flatnonzero(~split), np.flatnonzero(split)])
+            labels = np.concatenate(engine.run_days([self._subset(~split), self._subset(split)], cfg))
+            truth = Probe(engine.DayData(self.probe.data.ids[order], self.probe.data.features[order]),
+                          self.probe.labels[order], self.probe.n_probe)
+            scores.append(_score(truth, labels))
+        return {k: min(s[k] for s in scores) if k != "largest_cluster" else max(s[k] for s in scores)
+                for k in scores[0]}
 
     def _subset(self, mask: np.ndarray) -> engine.DayData:
         d = self.probe.data
