@@ -198,6 +198,69 @@ def retrain(gallery, config_file, overrides) -> None:
                   f"committed as version {result['version']}")
 
 
+@main.command()
+@GALLERY_OPTION
+@CONFIG_OPTION
+@SET_OPTION
+@WORKERS_OPTION
+@SCHEDULER_OPTION
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Merge rounds; each merges mutual-best pairs of the clusters the last one left.")
+def consolidate(gallery, config_file, overrides, workers, scheduler, rounds) -> None:
+    """Merge gallery clusters that are one person split across days; commit them as a new version."""
+    from .cluster import connect
+    from .consolidate import consolidate_gallery
+
+    _quiet_dask()
+    try:
+        cfg = load_config(config_file, overrides)
+        with connect(cfg.dask, scheduler, workers) as client:
+            console.print(f"Dask dashboard: [link]{client.dashboard_link}[/]")
+            with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=console, transient=False) as bars:
+                result = consolidate_gallery(client, gallery, cfg, RichStageProgress(bars), rounds)
+    except (ConfigError, GalleryError) as exc:
+        _fail(exc)
+    console.print(result.message)
+
+
+@main.command()
+@click.option("--probe", required=True, type=click.Path(exists=True),
+              help="Labelled faces (face_id, feature, label; optionally quality): a Parquet file or directory.")
+@click.option("--day-input", type=click.Path(exists=True),
+              help="A day's unlabelled faces, mixed in as distractors (scored on the probe only).")
+@click.option("--max-distractors", default=200_000, show_default=True, type=click.IntRange(min=0))
+@click.option("--target-precision", required=True, type=click.FloatRange(0.0, 1.0),
+              help="Lowest acceptable B-cubed precision on the probe.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Config file to write.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Precision-recall plot (PNG); default: OUT with .png.")
+@click.option("--label-column", default="label", show_default=True)
+@CONFIG_OPTION
+@SET_OPTION
+def calibrate(probe, day_input, max_distractors, target_precision, out, plot_path, label_column, config_file,
+              overrides) -> None:
+    """Choose thresholds and guards on a labelled probe; write them as a config file for --config."""
+    from pathlib import Path
+
+    from .calibrate import CalibrationError, load_probe, plot, write_config
+    from .calibrate import calibrate as run_calibration
+    from .summary import print_calibration
+
+    try:
+        base = load_config(config_file, overrides)
+        data = load_probe(probe, base, label_column, day_input, max_distractors)
+        console.print(f"probe: {data.n_probe} labelled faces, {data.n_distractors} distractors")
+        result = run_calibration(data, base, target_precision)
+    except (ConfigError, InputError, CalibrationError) as exc:
+        _fail(exc)
+    write_config(result, out, str(probe))
+    png = plot_path or str(Path(out).with_suffix(".png"))
+    plot(result, png)
+    print_calibration(Console(width=max(Console().width, 150)), result)
+    console.print(f"wrote {out} and {png}")
+
+
 @main.command("show-config")
 @CONFIG_OPTION
 @SET_OPTION

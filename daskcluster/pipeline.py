@@ -22,6 +22,7 @@ from distributed import Client, Future, performance_report
 from . import assign, components, graph, ingest, linking, outputs, prepare, shards
 from .audit import audit_edges
 from .config import Config
+from .consolidate import consolidate_gallery
 from .gallery import (
     DayRecord,
     GalleryError,
@@ -420,4 +421,9 @@ def run_day(client: Client, input_path: str | Path, gallery: str | Path, cfg: Co
         if not root_existed:
             shutil.rmtree(plan.gallery, ignore_errors=True)
         raise
-    return DayResult("committed", plan.day, f"day {plan.day} committed as version {plan.version}", summary)
+    result = DayResult("committed", plan.day, f"day {plan.day} committed as version {plan.version}", summary)
+    if cfg.consolidate.after_day:  # the day is committed: a failure here leaves it, and removes only its own writes
+        merged = consolidate_gallery(client, plan.gallery, cfg, progress)
+        summary["consolidate"] = {"merges": merged.merges, "version": merged.version, "message": merged.message}
+        log.info(merged.message)
+    return result

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from .gallery import GalleryError, Manifest, committed_assignment_files, read_manifest, write_parquet_atomic
 from .io import InputError, discover_inputs
+from .lineage import read_lineage, resolve_table
 from .metrics import evaluate
 
 
@@ -21,12 +22,14 @@ def _manifest(gallery: str | Path) -> Manifest:
 
 
 def face_clusters(gallery: str | Path) -> pa.Table:
-    """face_id, cluster_id of every committed face."""
-    files = committed_assignment_files(gallery, _manifest(gallery))
+    """face_id, cluster_id of every committed face; ids merged by a consolidation are resolved through the
+    lineage in force to the cluster that absorbed them (the assignments keep the ids they were written with)."""
+    manifest = _manifest(gallery)
+    files = committed_assignment_files(gallery, manifest)
     tables = [pq.read_table(f, columns=["face_id", "cluster_id"]) for f in files]
     if not tables:
         return pa.table({"face_id": pa.array([], pa.int64()), "cluster_id": pa.array([], pa.int64())})
-    return pa.concat_tables(tables)
+    return resolve_table(pa.concat_tables(tables), read_lineage(gallery, manifest))
 
 
 def export_assignments(gallery: str | Path, out: str | Path) -> int:
@@ -73,4 +76,5 @@ def gallery_status(gallery: str | Path) -> dict:
         "clusters": manifest.n_clusters, "faces": manifest.n_faces,
         "largest_cluster": int(counts.max()) if len(counts) else 0,
         "median_cluster": float(np.median(counts)) if len(counts) else 0.0, "size_histogram": sizes,
+        "lineage_rows": read_lineage(gallery, manifest).num_rows,
     }
