@@ -13,8 +13,11 @@ DAY ?=
 CONFIG ?=
 WORKERS ?=
 ARGS ?=
+# distractor sizes of scripts/bench_quality.py; QUALITY_SIZES=0,100000,300000,1000000 adds the 1M row
+QUALITY_SIZES ?= 0,100000,300000
 
 .PHONY: setup run-day test test-all bench lint clean
+.PHONY: run-day-mpi image-cpu image-gpu k8s-render k8s-submit
 
 setup: $(STAMP)
 
@@ -41,9 +44,40 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python scripts/bench_search.py $(ARGS) $(SEARCH_ARGS)
 	$(VENV)/bin/python scripts/bench_scaling.py $(ARGS) $(SCALING_ARGS)
+	$(VENV)/bin/python scripts/bench_quality.py --sizes $(QUALITY_SIZES) $(ARGS) $(QUALITY_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check daskcluster tests scripts
 
 clean:
 	rm -rf data/gallery .pytest_cache
+
+# ---- deployment (README "Deploy") ----
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+IMAGE ?= daskcluster
+DOCKER ?= docker
+MPI_WORKERS ?= 2
+MPIRUN_ARGS ?= --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
+MPI_ARGS ?=
+OVERLAY ?= cpu
+NAMESPACE ?= daskcluster
+KUBECTL ?= kubectl
+
+run-day-mpi: $(STAMP)
+	@test -n "$(INPUT)" || { echo "usage: make run-day-mpi INPUT=DAY_DIR [GALLERY=DIR] [MPI_WORKERS=N] [DAY=...] [CONFIG=...]"; exit 2; }
+	$(VENV)/bin/mpirun -n $$(( $(MPI_WORKERS) + 2 )) $(MPIRUN_ARGS) $(VENV)/bin/python -m daskcluster.mpi $(MPI_ARGS) run-day --input $(INPUT) --gallery $(GALLERY) $(if $(DAY),--day $(DAY)) $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
+
+image-cpu:
+	$(DOCKER) build -f docker/Dockerfile.cpu -t $(IMAGE):$(VERSION)-cpu .
+
+image-gpu:
+	$(DOCKER) build -f docker/Dockerfile.gpu -t $(IMAGE):$(VERSION)-gpu .
+
+k8s-render: $(STAMP)
+	@if command -v $(KUBECTL) >/dev/null 2>&1; then $(KUBECTL) kustomize k8s/$(OVERLAY); \
+	else $(VENV)/bin/python -m tests.kustomize k8s/$(OVERLAY); fi
+
+k8s-submit: $(STAMP)
+	@test -n "$(DAY)" || { echo "usage: make k8s-submit DAY=YYYY-MM-DD [OVERLAY=cpu|gpu] [NAMESPACE=daskcluster]"; exit 2; }
+	$(VENV)/bin/python -m daskcluster.k8s render --template k8s/$(if $(filter gpu,$(OVERLAY)),gpu,base)/daskjob.yaml --day $(DAY) \
+	  | $(KUBECTL) create --namespace $(NAMESPACE) -f -

@@ -72,9 +72,13 @@ def unassigned_part(part: Part) -> Part:
 
 
 def assigned_sums(part: Part, n_shards: int) -> list[ClusterSums]:
-    """The ``centre-sums`` task: per shard, sums and counts of the faces assigned to its clusters (low-quality
-    faces join but never move a centre)."""
-    mask = (part.cluster_id >= 0) & ~part.low_quality
-    cid, x = part.cluster_id[mask], part.x[mask]
+    """The ``centre-sums`` task: per shard, sums and counts of the faces assigned to its clusters.
+
+    A low-quality face is counted as a member with a zero vector: a cluster's mean is ``sum / count``, so it
+    changes the mean's length but never its direction, which is the centre (now and after any later update,
+    since the sum of the members' vectors is what the mean keeps)."""
+    mask = part.cluster_id >= 0
+    cid = part.cluster_id[mask]
+    x = part.x[mask] * (~part.low_quality[mask])[:, None].astype(np.float32)
     owner = cid % n_shards
     return [group_sums(cid[owner == s], x[owner == s]) for s in range(n_shards)]

@@ -39,11 +39,11 @@ class ClusterConfig(_Section):
     threshold: float = Field(0.6, ge=-1.0, le=1.0, description="cosine similarity of a k-NN edge")
     k: int = Field(10, ge=1, le=1024, description="neighbours per face in the k-NN graph")
     mutual: bool = Field(False, description="keep an edge only when each end is among the other's k neighbours")
-    min_shared: float = Field(0.0, ge=0.0, le=1.0, description="keep an edge only when its ends share at least "
+    min_shared: float = Field(0.2, ge=0.0, le=1.0, description="keep an edge only when its ends share at least "
                               "this fraction of their neighbourhoods (each face counts in its own; 0 = off)")
     link: Literal["all", "density"] = Field("all", description="density: each face keeps only its edge to its "
                                             "most similar neighbour of higher density")
-    max_size: int = Field(0, ge=0, description="components larger than this are re-cut with a rising "
+    max_size: int = Field(10_000, ge=0, description="components larger than this are re-cut with a rising "
                           "threshold until their pieces fit (0 = off)")
     recut_step: float = Field(0.1, gt=0.0, lt=1.0, description="each re-cut raises the threshold t to "
                               "t + (1 - t) * recut_step")
@@ -54,7 +54,7 @@ class QualityConfig(_Section):
                                "when the input has it")
     use_norm: bool = Field(False, description="use the raw feature norm as a quality signal (MagFace-style)")
     norm_range: tuple[float, float] = Field((0.0, 1.0), description="raw norms mapped to quality 0 and 1")
-    floor: float = Field(0.0, ge=0.0, le=1.0, description="faces of lower quality (mean of the signals) "
+    floor: float = Field(0.4, ge=0.0, le=1.0, description="faces of lower quality (mean of the signals) "
                          "neither seed, chain nor update clusters (0 = off)")
     join_threshold: float = Field(0.75, ge=-1.0, le=1.0, description="similarity a low-quality face needs to "
                                   "join an existing cluster")

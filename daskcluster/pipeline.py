@@ -5,6 +5,7 @@ never feature vectors. Stage functions live in their own modules; this one only 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -35,6 +36,7 @@ from .gallery import (
     write_npy_atomic,
 )
 from .io import InputError, length_histogram, modal_length
+from .lineage import read_lineage
 from .plan import output_dirs, plan_day
 from .report import quality, write_report
 from .runner import DayRunner, NullProgress, Progress
@@ -346,7 +348,11 @@ def _summary(r: DayRunner) -> dict:
     summary = {"day": r.plan.day, "version": r.plan.version, "input": [str(f) for f in r.plan.files],
                **{k: v for k, v in c.items() if k != "part_sizes"}, "stage_seconds": r.state.timings}
     summary["quality_day"] = quality(today)
-    summary["quality_gallery"] = quality(files + today) if r.plan.base.days else summary["quality_day"]
+    lineage = None
+    if r.plan.manifest is not None and r.plan.base.days:
+        table = read_lineage(r.plan.gallery, dataclasses.replace(r.plan.manifest, days=r.plan.base.days))
+        lineage = (table.column("old_id").to_numpy(), table.column("new_id").to_numpy())
+    summary["quality_gallery"] = quality(files + today, lineage) if r.plan.base.days else summary["quality_day"]
     return summary
 
 

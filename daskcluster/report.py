@@ -31,12 +31,17 @@ def labelled_assignments(files: list[Path]) -> tuple[np.ndarray, np.ndarray] | N
     return np.concatenate(labels), np.concatenate(clusters)
 
 
-def quality(files: list[Path]) -> dict | None:
-    """Clustering metrics of the faces in ``files`` against their labels (None when unlabelled)."""
+def quality(files: list[Path], lineage: tuple[np.ndarray, np.ndarray] | None = None) -> dict | None:
+    """Clustering metrics of the faces in ``files`` against their labels (None when unlabelled), with the
+    cluster ids resolved through a consolidation ``lineage`` ``(old_id, new_id)`` when given."""
     found = labelled_assignments(files)
     if found is None or len(found[0]) == 0:
         return None
     labels, clusters = found
+    if lineage is not None and len(lineage[0]):
+        from .lineage import resolve
+
+        clusters = resolve(clusters, *lineage)
     keep = ~pd.isna(labels)
     return evaluate(labels[keep], clusters[keep])
 

@@ -394,7 +394,8 @@ def prepare_gallery(args: argparse.Namespace, cfg: Config) -> Path:
     for s in range(args.shards):
         ids = np.arange(s, c, args.shards, dtype=np.int64)
         write_shard(ClusterShard(s, ids, np.full(len(ids), args.cluster_count, np.int64), centres[ids],
-                                 np.full(len(ids), day), np.full(len(ids), day), np.ones(len(ids), bool)), root / snapshot)
+                                 np.full(len(ids), day), np.full(len(ids), day), np.ones(len(ids), bool)),
+                    root / snapshot)
     assignments, report = version_dir("assignments", 1, BASE_DAY), version_dir("reports", 1, BASE_DAY)
     (root / assignments).mkdir(parents=True, exist_ok=True)  # no faces of the past: the duplicate check is free
     (root / report).mkdir(parents=True, exist_ok=True)

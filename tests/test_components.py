@@ -45,7 +45,7 @@ def test_forest_tree_reduction_equals_components_of_all_edges():
 def test_edges_threshold_and_self_loops():
     D = np.array([[1.0, 0.7, 0.4], [1.0, 0.65, 0.2]], np.float32)
     I = np.array([[10, 11, -1], [11, 10, 12]])
-    e = link(neighbours((D, I), 10, 2, 0.6), None, ClusterConfig(threshold=0.6))
+    e = link(neighbours((D, I), 10, 2, 0.6), None, ClusterConfig(threshold=0.6, min_shared=0.0))
     assert sorted(zip(e["src"].tolist(), e["dst"].tolist())) == [(10, 11), (10, 11)]
 
 

@@ -51,8 +51,8 @@ def test_mutual_and_shared_rules_remove_the_bridge_only():
     lists[5] = [(u, s) for u, s in lists[5] if u != 4]
     nb = _nb(lists, k=6)
     ann = linking.annotate(nb, nb)
-    plain = _pairs(linking.link(nb, ann, ClusterConfig(threshold=0.6)))
-    mutual = _pairs(linking.link(nb, ann, ClusterConfig(threshold=0.6, mutual=True)))
+    plain = _pairs(linking.link(nb, ann, ClusterConfig(threshold=0.6, min_shared=0.0)))
+    mutual = _pairs(linking.link(nb, ann, ClusterConfig(threshold=0.6, min_shared=0.0, mutual=True)))
     assert (4, 5) in plain and (4, 5) not in mutual and len(mutual) == len(plain) - 1
     # mutual bridge: shared neighbourhood {4, 5} of 5-member neighbourhoods is small
     nb2 = _nb(_two_cliques_and_bridge(), k=6)
@@ -82,8 +82,8 @@ def test_density_links_keep_a_sparse_face_from_bridging_two_identities():
         roots = components.vertex_roots(11, components.edge_forest(edges, "cpu"))
         return components.label_components(roots, [np.arange(11)], 0), edges
 
-    plain, _ = clusters(ClusterConfig(threshold=0.6))
-    dens, edges = clusters(ClusterConfig(threshold=0.6, link="density"))
+    plain, _ = clusters(ClusterConfig(threshold=0.6, min_shared=0.0))
+    dens, edges = clusters(ClusterConfig(threshold=0.6, min_shared=0.0, link="density"))
     assert plain.n_clusters == 1
     labels = dens.cluster_id
     assert dens.n_clusters == 2 and labels[10] == labels[4] != labels[5]  # joins its more similar side only
@@ -106,7 +106,7 @@ def test_annotation_of_split_tables_adds_up_to_one_table():
 
 def _recut_labels(lists, n, max_size, order=None):
     nb = _nb(lists, k=12, n=n)
-    edges = linking.link(nb, None, ClusterConfig(threshold=0.6))
+    edges = linking.link(nb, None, ClusterConfig(threshold=0.6, min_shared=0.0))
     if order is not None:
         edges = edges[order(len(edges))]
     roots = components.vertex_roots(n, components.edge_forest(edges, "cpu"))

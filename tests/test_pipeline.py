@@ -17,7 +17,9 @@ from .reference import ReferenceGallery
 
 pytestmark = pytest.mark.distributed
 
-EXACT = ("search.exact=true", "assign.threshold=0.5", "cluster.threshold=0.5", "cluster.k=10")
+# the reference system's two steps: every guard off
+EXACT = ("search.exact=true", "assign.threshold=0.5", "cluster.threshold=0.5", "cluster.k=10", "cluster.min_shared=0",
+         "cluster.max_size=0", "quality.floor=0")
 
 
 def _read_day(day_dir):
