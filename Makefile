@@ -28,11 +28,15 @@ $(STAMP): $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --extra dev --python $(PYTHON)
 	touch $(STAMP)
 
+# Local by default; SCHEDULER=tcp://host:8786 uses an existing cluster; MPI=N runs under mpirun with N ranks
+# (rank 0 scheduler, rank 1 the day, the rest workers).
 run-day: $(STAMP)
-ifeq ($(strip $(INPUT)),)
-	$(DC) demo --data data/demo --gallery $(GALLERY) $(if $(CONFIG),--config $(CONFIG)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+ifneq ($(strip $(MPI)),)
+	$(VENV)/bin/mpirun -n $(MPI) $(MPIRUN_ARGS) $(VENV)/bin/python -m daskcluster.mpi $(MPI_ARGS) $(if $(strip $(INPUT)),run-day --input $(INPUT) $(if $(DAY),--day $(DAY)),demo --data data/demo) --gallery $(GALLERY) $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
+else ifeq ($(strip $(INPUT)),)
+	$(DC) demo --data data/demo --gallery $(GALLERY) $(if $(CONFIG),--config $(CONFIG)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(ARGS)
 else
-	$(DC) run-day --input $(INPUT) --gallery $(GALLERY) $(if $(DAY),--day $(DAY)) $(if $(CONFIG),--config $(CONFIG)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+	$(DC) run-day --input $(INPUT) --gallery $(GALLERY) $(if $(DAY),--day $(DAY)) $(if $(CONFIG),--config $(CONFIG)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(ARGS)
 endif
 
 test: $(STAMP)

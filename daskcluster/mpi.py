@@ -16,7 +16,7 @@ import yaml
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("run-day",)
+COMMANDS = ("run-day", "demo")
 OWNED_BY_MPI = ("--scheduler", "--workers")
 
 
