@@ -1,6 +1,7 @@
 """The ``daskcluster`` command: parses, loads config, sets up logging and calls one library function."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -68,19 +69,27 @@ def main(verbose: int) -> None:
     _setup_logging(verbose)
 
 
-def _run_day(input_path, gallery, day, config_file, overrides, workers, scheduler, force) -> None:
+@contextlib.contextmanager
+def _cluster(cfg, scheduler, workers):
+    """A client of the local cluster (or of ``--scheduler``) and per-stage progress bars."""
     from .cluster import connect
+
+    _quiet_dask()
+    with connect(cfg.dask, scheduler, workers) as client:
+        console.print(f"Dask dashboard: [link]{client.dashboard_link}[/]")
+        with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=False) as bars:
+            yield client, RichStageProgress(bars)
+
+
+def _run_day(input_path, gallery, day, config_file, overrides, workers, scheduler, force) -> None:
     from .pipeline import run_day
     from .summary import print_summary
 
-    _quiet_dask()
     try:
         cfg = load_config(config_file, overrides)
-        with connect(cfg.dask, scheduler, workers) as client:
-            console.print(f"Dask dashboard: [link]{client.dashboard_link}[/]")
-            with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=console, transient=False) as bars:
-                result = run_day(client, input_path, gallery, cfg, day, force, RichStageProgress(bars))
+        with _cluster(cfg, scheduler, workers) as (client, progress):
+            result = run_day(client, input_path, gallery, cfg, day, force, progress)
     except (ConfigError, InputError, GalleryError) as exc:
         _fail(exc)
     print_summary(console, result)
@@ -208,17 +217,12 @@ def retrain(gallery, config_file, overrides) -> None:
               help="Merge rounds; each merges mutual-best pairs of the clusters the last one left.")
 def consolidate(gallery, config_file, overrides, workers, scheduler, rounds) -> None:
     """Merge gallery clusters that are one person split across days; commit them as a new version."""
-    from .cluster import connect
     from .consolidate import consolidate_gallery
 
-    _quiet_dask()
     try:
         cfg = load_config(config_file, overrides)
-        with connect(cfg.dask, scheduler, workers) as client:
-            console.print(f"Dask dashboard: [link]{client.dashboard_link}[/]")
-            with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=console, transient=False) as bars:
-                result = consolidate_gallery(client, gallery, cfg, RichStageProgress(bars), rounds)
+        with _cluster(cfg, scheduler, workers) as (client, progress):
+            result = consolidate_gallery(client, gallery, cfg, progress, rounds)
     except (ConfigError, GalleryError) as exc:
         _fail(exc)
     console.print(result.message)
