@@ -130,7 +130,7 @@ def test_different_people_are_never_merged(client, small_days, tmp_path):
     shutil.copytree(gallery, tmp_path / "capped")
     base = evaluate_gallery(gallery, small_days[:2])
     result = consolidate_gallery(client, gallery, make_config("search.flat_below=50", "search.nprobe=4",
-                                                              "consolidate.threshold=0.7"), rounds=3)
+                                                              "consolidate.threshold=0.75"), rounds=3)
     assert result.merges >= 5, result.message
     labels = pd.concat([pq.read_table(d, columns=["face_id", "label"]).to_pandas() for d in small_days[:2]])
     raw = pd.concat([pq.read_table(f, columns=["face_id", "cluster_id"]).to_pandas()
@@ -206,7 +206,8 @@ def test_cli_consolidate(client, split_person, tmp_path):
     out = dc("consolidate", "--gallery", g, "--scheduler", sched, "--set", "consolidate.threshold=0.7", "--rounds", 2)
     assert "1 clusters merged" in out.stderr and read_manifest(g).version == 3
     out = dc("consolidate", "--gallery", tmp_path / "nope", "--scheduler", sched, check=False)
-    assert out.returncode == 2 and "not a gallery" in out.stderr and not (tmp_path / "nope").exists()
+    assert out.returncode == 2 and "not a gallery" in " ".join(out.stderr.split())  # rich wraps lines
+    assert not (tmp_path / "nope").exists()
 
 
 def test_resolve_follows_chains():
