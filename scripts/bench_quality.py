@@ -460,7 +460,7 @@ def run_size(args: argparse.Namespace, size: int, base: Config, configs: dict[st
             log.info("  %-28s %s", method.label, reason)
             yield {**row, "status": "skipped", "note": reason}
             continue
-        if method.kind == "graph" or method.kind == "hac":
+        if method.kind in ("graph", "hac"):
             if graph is None:
                 graph = build_graph(ds, base)
                 settings["graphs"][str(size)] = {"faces": graph.n, "edges": len(graph.src), "index": graph.index,
