@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dask.sizeof import sizeof
 
-from .components import ComponentResult
-from .ingest import Part
-from .search import Shard
-from .shards import ClusterShard, ClusterSums
+from daskcluster.search.index import Shard
+from daskcluster.stages.centres import ClusterShard, ClusterSums
+from daskcluster.stages.components import ComponentResult
+from daskcluster.stages.ingest import Part
 
 
 @sizeof.register(Part)

@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 
-from daskcluster import engine
-from daskcluster.calibrate import Probe, calibrate
 from daskcluster.config import Config
-from daskcluster.metrics import evaluate
-from daskcluster.synth import SynthSpec, generate_day_arrays
+from daskcluster.eval.calibrate import Probe, calibrate
+from daskcluster.eval.metrics import evaluate
+from daskcluster.eval.synth import SynthSpec, generate_day_arrays
+from daskcluster.run import inprocess as engine
 
 
 def main() -> None:

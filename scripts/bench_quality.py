@@ -61,13 +61,13 @@ from infomap import Infomap
 from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import DBSCAN, AgglomerativeClustering
 
-from daskcluster import synth
 from daskcluster.config import Config, load_config
-from daskcluster.engine import DayData, run_days, search_graph, to_part
-from daskcluster.linking import Neighbours
-from daskcluster.metrics import evaluate
-from daskcluster.search import choose_index
-from daskcluster.synth import SynthSpec, generate_day_arrays
+from daskcluster.eval import synth
+from daskcluster.eval.metrics import evaluate
+from daskcluster.eval.synth import SynthSpec, generate_day_arrays
+from daskcluster.run.inprocess import DayData, run_days, search_graph, to_part
+from daskcluster.search.index import choose_index
+from daskcluster.stages.linking import Neighbours
 
 log = logging.getLogger("bench_quality")
 

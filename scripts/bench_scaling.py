@@ -119,10 +119,10 @@ from dask.utils import key_split
 from distributed import Client, LocalCluster, WorkerPlugin, get_task_stream
 
 from daskcluster.backends import resolve_backend_name
-from daskcluster.cluster import FaissThreads
 from daskcluster.config import Config, load_config
-from daskcluster.pipeline import DayResult, NullProgress, run_day
-from daskcluster.search import choose_index
+from daskcluster.deploy.connect import FaissThreads
+from daskcluster.run.pipeline import DayResult, NullProgress, run_day
+from daskcluster.search.index import choose_index
 
 log = logging.getLogger("bench_scaling")
 
@@ -299,7 +299,7 @@ def _warm_up() -> int:
     import faiss  # noqa: F401
     import scipy.sparse.csgraph  # noqa: F401
 
-    import daskcluster.pipeline  # noqa: F401
+    import daskcluster.run.pipeline  # noqa: F401
 
     a = np.random.default_rng(0).standard_normal((512, 64), dtype=np.float32)
     _ = a @ a.T
@@ -333,7 +333,7 @@ class StageClock(NullProgress):
 
 # --------------------------------------------------------------------------------------------- data
 def synth_spec(args: argparse.Namespace, n: int):
-    from daskcluster.synth import SynthSpec
+    from daskcluster.eval.synth import SynthSpec
 
     return SynthSpec(days=1, faces_per_day=n, identities=args.identities, dim=args.dim, seed=args.seed)
 
@@ -353,7 +353,7 @@ def _done(path: Path) -> Path:
 
 def prepare_day(args: argparse.Namespace, n: int) -> Path:
     """The synthetic day of ``n`` faces as Parquet (reused when present)."""
-    from daskcluster.synth import write_dataset
+    from daskcluster.eval.synth import write_dataset
 
     target = day_dir(args, n)
     marker = _done(target.parent)
@@ -371,8 +371,8 @@ def prepare_day(args: argparse.Namespace, n: int) -> Path:
 def prepare_gallery(args: argparse.Namespace, cfg: Config) -> Path:
     """The starting gallery, written directly in the gallery format (reused when present)."""
     from daskcluster import synth
-    from daskcluster.gallery import DayRecord, Manifest, now_utc, version_dir, write_manifest
-    from daskcluster.shards import ClusterShard, write_shard
+    from daskcluster.gallery.manifest import DayRecord, Manifest, now_utc, version_dir, write_manifest
+    from daskcluster.stages.centres import ClusterShard, write_shard
 
     root = gallery_dir(args)
     marker = _done(root)

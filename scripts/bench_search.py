@@ -17,7 +17,7 @@ nlist x nprobe, and for reference faiss ``IVF1024,PQ32`` re-ranked by ``IndexRef
 With ``--shards S`` the database is split into S shards searched separately and merged with
 ``merge_topk``; the merged result is checked against a single-shard search.
 
-The four small real sets in ``shared/data/real`` are run too (default rule: flat; then IVF forced).
+The four small real sets in ``tests/data/real`` are run too (default rule: flat; then IVF forced).
 
 Output: one JSON line per configuration on stdout (and ``--out FILE.jsonl``), a table on stderr.
 Example: ``python scripts/bench_search.py --n 200000 --dim 256 --thresholds 0.5 0.6 0.7``
@@ -40,7 +40,8 @@ import numpy as np
 
 from daskcluster.backends import resolve_backend_name
 from daskcluster.config import SearchConfig
-from daskcluster.search import (
+from daskcluster.eval.synth import SynthSpec, generate_day_arrays
+from daskcluster.search.index import (
     IndexSpec,
     Shard,
     build_shard,
@@ -51,11 +52,10 @@ from daskcluster.search import (
     search_shard,
     train_quantizer,
 )
-from daskcluster.synth import SynthSpec, generate_day_arrays
 
 log = logging.getLogger("bench_search")
 
-REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+REAL_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "real"
 FULL_NLISTS, FULL_NPROBES, FULL_PQ_NPROBES = (1024, 4096), (8, 16, 32, 64), (16, 32, 64)
 QUICK_NLISTS, QUICK_NPROBES, QUICK_PQ_NPROBES = (1024,), (16, 32, 64), (32,)
 

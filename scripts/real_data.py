@@ -20,11 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client, LocalCluster
 
-from daskcluster.calibrate import calibrate, load_probe, write_config
 from daskcluster.config import Config
-from daskcluster.metrics import evaluate
-from daskcluster.pipeline import run_day
-from daskcluster.queries import face_clusters
+from daskcluster.eval.calibrate import calibrate, load_probe, write_config
+from daskcluster.eval.metrics import evaluate
+from daskcluster.gallery.queries import face_clusters
+from daskcluster.run.pipeline import run_day
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,9 @@ import pytest
 from distributed import Client, LocalCluster
 
 from daskcluster.config import load_config
-from daskcluster.synth import SynthSpec, write_dataset
+from daskcluster.eval.synth import SynthSpec, write_dataset
 
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+REAL_DATA = Path(__file__).resolve().parent / "data" / "real"
 
 
 def pytest_configure(config: pytest.Config) -> None:

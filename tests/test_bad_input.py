@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from daskcluster.gallery import GalleryError, read_manifest
-from daskcluster.io import InputError
-from daskcluster.pipeline import run_day
+from daskcluster.gallery.manifest import GalleryError, read_manifest
+from daskcluster.run.pipeline import run_day
+from daskcluster.stages.inputs import InputError
 
 from .conftest import make_config, tree_digest
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from daskcluster.config import Config, load_config
-from daskcluster.engine import DayData, run_days
-from daskcluster.metrics import evaluate
-from daskcluster.synth import SynthSpec, generate_day_arrays
+from daskcluster.eval.metrics import evaluate
+from daskcluster.eval.synth import SynthSpec, generate_day_arrays
+from daskcluster.run.inprocess import DayData, run_days
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "bench_quality.py"

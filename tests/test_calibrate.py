@@ -8,11 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from daskcluster import engine
-from daskcluster.calibrate import Probe, calibrate
 from daskcluster.config import Config, load_config
-from daskcluster.metrics import evaluate
-from daskcluster.synth import SynthSpec, generate_day_arrays
+from daskcluster.eval.calibrate import Probe, calibrate
+from daskcluster.eval.metrics import evaluate
+from daskcluster.eval.synth import SynthSpec, generate_day_arrays
+from daskcluster.run import inprocess as engine
 
 from .conftest import REAL_DATA
 from .test_cli import dc

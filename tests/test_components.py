@@ -1,9 +1,9 @@
 import numpy as np
 
-from daskcluster.components import edge_forest, label_components, merge_forests, vertex_roots
 from daskcluster.config import ClusterConfig
-from daskcluster.linking import link, neighbours
-from daskcluster.shards import ClusterSums, empty_shard, group_sums, reduce_sums, update_shard
+from daskcluster.stages.centres import ClusterSums, empty_shard, group_sums, reduce_sums, update_shard
+from daskcluster.stages.components import edge_forest, label_components, merge_forests, vertex_roots
+from daskcluster.stages.linking import link, neighbours
 
 
 def _edges(pairs):
@@ -63,7 +63,7 @@ def test_shard_update_is_exact_mean():
 
 
 def test_group_partitions_balanced_and_consecutive():
-    from daskcluster.graph import group_partitions
+    from daskcluster.stages.knn import group_partitions
 
     assert group_partitions([10, 10, 10, 10], 2) == [range(0, 2), range(2, 4)]
     assert group_partitions([50, 50, 50, 50, 1], 3) == [range(0, 1), range(1, 3), range(3, 5)]

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from daskcluster.consolidate import Candidates, consolidate_gallery, mutual_best
-from daskcluster.gallery import GalleryError, read_manifest
-from daskcluster.lineage import lineage_in_force, read_lineage, resolve
-from daskcluster.pipeline import run_day
-from daskcluster.queries import evaluate_gallery, export_assignments, face_clusters, gallery_status
-from daskcluster.shards import load_shard
+from daskcluster.gallery.lineage import lineage_in_force, read_lineage, resolve
+from daskcluster.gallery.manifest import GalleryError, read_manifest
+from daskcluster.gallery.queries import evaluate_gallery, export_assignments, face_clusters, gallery_status
+from daskcluster.run.consolidate import Candidates, consolidate_gallery, mutual_best
+from daskcluster.run.pipeline import run_day
+from daskcluster.stages.centres import load_shard
 
 from .conftest import make_config, tree_digest
 from .test_cli import dc

@@ -10,8 +10,8 @@ import time
 import pytest
 from distributed import Client, LocalCluster
 
-from daskcluster.pipeline import NullProgress, run_day
-from daskcluster.queries import face_clusters
+from daskcluster.gallery.queries import face_clusters
+from daskcluster.run.pipeline import NullProgress, run_day
 
 from .conftest import make_config
 

@@ -27,7 +27,7 @@ def test_dask_knows_the_size_of_a_partition():
     import pyarrow as pa
     from dask.sizeof import sizeof
 
-    from daskcluster.ingest import Part
+    from daskcluster.stages.ingest import Part
 
     part = Part(0, np.arange(1000), np.zeros((1000, 256), np.float32), pa.table({"a": np.arange(1000)}))
     assert sizeof(part) >= 1000 * 256 * 4

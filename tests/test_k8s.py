@@ -30,9 +30,9 @@ import pytest
 import yaml
 
 import daskcluster
-from daskcluster import cli
-from daskcluster import k8s as dk8s
+from daskcluster.cli import main as cli
 from daskcluster.config import load_config
+from daskcluster.deploy import k8s as dk8s
 
 from .kustomize import build
 
@@ -546,8 +546,8 @@ def test_kube_api_speaks_http(tmp_path):
 def test_cpu_daskjob_commands_run_a_day_as_local_processes(tmp_path):
     """The base DaskJob's scheduler, workers and runner, each started with its container's command and arguments
     (volumes mapped to local folders, ports to free ones, $(VAR)s to what the operator sets): the day commits."""
-    from daskcluster.cluster import free_port
-    from daskcluster.synth import SynthSpec, write_dataset
+    from daskcluster.deploy.connect import free_port
+    from daskcluster.eval.synth import SynthSpec, write_dataset
 
     objects = build(K8S / "base")
     job = dk8s.render_daskjob(yaml.safe_load(config_map(objects, "daskcluster-daskjob")["data"]["daskjob.yaml"]), DAY)

@@ -5,11 +5,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from daskcluster import components, engine, linking, prepare
-from daskcluster.assign import decide
 from daskcluster.config import AssignConfig, ClusterConfig, Config, QualityConfig
-from daskcluster.ingest import Part
-from daskcluster.io import InputError
+from daskcluster.run import inprocess as engine
+from daskcluster.stages import components, linking, prepare
+from daskcluster.stages.assign import decide
+from daskcluster.stages.ingest import Part
+from daskcluster.stages.inputs import InputError
 
 
 def _nb(lists: dict[int, list[tuple[int, float]]], k: int, offset: int = 0, n: int | None = None):

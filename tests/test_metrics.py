@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from daskcluster import metrics
-from daskcluster.metrics import bcubed, cluster_stats, contingency, evaluate, nmi, pairwise
+from daskcluster.eval import metrics
+from daskcluster.eval.metrics import bcubed, cluster_stats, contingency, evaluate, nmi, pairwise
 
 EVAL_KEYS = {
     "bcubed_precision",

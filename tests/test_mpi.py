@@ -17,11 +17,11 @@ import click
 import pyarrow.parquet as pq
 import pytest
 
-from daskcluster import mpi
 from daskcluster.config import load_config
-from daskcluster.pipeline import run_day
-from daskcluster.queries import export_assignments
-from daskcluster.synth import SynthSpec, write_dataset
+from daskcluster.deploy import mpi
+from daskcluster.eval.synth import SynthSpec, write_dataset
+from daskcluster.gallery.queries import export_assignments
+from daskcluster.run.pipeline import run_day
 
 pytest.importorskip("mpi4py")
 pytest.importorskip("dask_mpi")

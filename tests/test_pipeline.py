@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from daskcluster.gallery import GalleryError, read_manifest
-from daskcluster.pipeline import run_day
-from daskcluster.queries import evaluate_gallery, face_clusters, gallery_status
+from daskcluster.gallery.manifest import GalleryError, read_manifest
+from daskcluster.gallery.queries import evaluate_gallery, face_clusters, gallery_status
+from daskcluster.run.pipeline import run_day
 
 from .conftest import make_config, tree_digest
 from .reference import ReferenceGallery
@@ -103,7 +103,7 @@ def test_exact_mode_matches_numpy_reference(client, small_days, tmp_path):
 
 
 def test_default_search_close_to_exact(client, tmp_path):
-    from daskcluster.synth import SynthSpec, write_dataset
+    from daskcluster.eval.synth import SynthSpec, write_dataset
 
     days = write_dataset(SynthSpec(days=1, faces_per_day=30_000, identities=3000, dim=128, seed=5), tmp_path / "d")
     f = {}
@@ -127,7 +127,7 @@ def test_status_and_report(three_days):
 
 def test_gallery_quantizer_is_persisted_reused_and_retrained(client, small_days, tmp_path):
     from daskcluster.config import load_config
-    from daskcluster.maintenance import retrain_quantizer
+    from daskcluster.run.maintenance import retrain_quantizer
 
     gallery = tmp_path / "g"
     cfg = make_config("search.flat_below=50")

@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from daskcluster import engine
-from daskcluster.calibrate import calibrate, load_probe
 from daskcluster.config import Config
-from daskcluster.metrics import evaluate
-from daskcluster.pipeline import run_day
-from daskcluster.queries import face_clusters
-from daskcluster.shards import load_shard
+from daskcluster.eval.calibrate import calibrate, load_probe
+from daskcluster.eval.metrics import evaluate
+from daskcluster.gallery.queries import face_clusters
+from daskcluster.run import inprocess as engine
+from daskcluster.run.pipeline import run_day
+from daskcluster.stages.centres import load_shard
 
 from .conftest import REAL_DATA, make_config
 

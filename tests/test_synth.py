@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from daskcluster import synth
-from daskcluster.synth import (
+from daskcluster.eval import synth
+from daskcluster.eval.synth import (
     SynthSpec,
     generate_day,
     generate_day_arrays,

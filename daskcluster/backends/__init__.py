@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 
-from .base import Backend
+from daskcluster.backends.base import Backend
 
 __all__ = ["Backend", "get_backend", "resolve_backend_name"]
 
@@ -17,7 +17,7 @@ def _gpu_available() -> bool:
     for name in ("cupy", "faiss", "cugraph"):
         if importlib.util.find_spec(name) is None:
             return False
-    from .gpu import gpu_count  # lazy: imports cupy only here
+    from daskcluster.backends.gpu import gpu_count  # lazy: imports cupy only here
 
     return gpu_count() > 0
 
@@ -36,9 +36,9 @@ def get_backend(name: str) -> Backend:
     """The backend instance for ``cpu`` or ``gpu`` (cached per process, so per Dask worker)."""
     resolved = resolve_backend_name(name)
     if resolved == "gpu":
-        from .gpu import GpuBackend
+        from daskcluster.backends.gpu import GpuBackend
 
         return GpuBackend()
-    from .cpu import CpuBackend
+    from daskcluster.backends.cpu import CpuBackend
 
     return CpuBackend()

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.csgraph
 
-from .. import ivf
+from daskcluster.backends import ivf
 
 
 def below_to_empty(D: np.ndarray, I: np.ndarray, min_sim: float | None) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .cpu import CpuBackend, below_to_empty
+from daskcluster.backends.cpu import CpuBackend, below_to_empty
 
 
 def gpu_count() -> int:

@@ -1,0 +1,4 @@
+"""``python -m daskcluster.cli``."""
+from daskcluster.cli.main import main
+
+main()

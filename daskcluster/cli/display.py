@@ -1,0 +1,80 @@
+"""Human-readable day summaries and gallery status (rich tables), for the CLI."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from daskcluster.run.pipeline import DayResult
+
+QUALITY_KEYS = ("bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precision", "pairwise_recall",
+                "pairwise_f", "nmi")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_summary(console: Console, result: DayResult) -> None:
+    if result.status != "committed":
+        console.print(f"[yellow]{result.message}[/]")
+        return
+    s = result.summary
+    table = Table(title=f"day {result.day}: {result.message}", show_header=False)
+    for key in ("faces_in", "faces_valid", "quarantined", "low_quality", "assigned", "assigned_low_quality",
+                "assign_ambiguous", "new_clusters", "singletons", "largest_new_cluster", "knn_edges",
+                "gallery_clusters", "gallery_faces", "largest_cluster", "assign_index", "knn_index", "edge_recall"):
+        if key in s:
+            table.add_row(key.replace("_", " "), _fmt(s[key]))
+    cuts = s.get("cut_components", [])
+    table.add_row("components cut (cluster.max_size)", str(len(cuts)))
+    for c in cuts:
+        table.add_row(f"  cut: component of face {c['root']}",
+                      f"{c['size']} faces -> {c['pieces']} pieces (largest {c['largest_piece']}) "
+                      f"at threshold {c['threshold']:.4f}")
+    for reason, n in s.get("quarantine_reasons", {}).items():
+        table.add_row(f"  quarantined: {reason}", str(n))
+    for stage, seconds in s.get("stage_seconds", {}).items():
+        table.add_row(f"time {stage}", f"{seconds:.2f} s")
+    for scope in ("quality_day", "quality_gallery"):
+        if s.get(scope):
+            table.add_row(scope.replace("_", " "), "  ".join(f"{k}={s[scope][k]:.4f}" for k in QUALITY_KEYS))
+    console.print(table)
+
+
+def print_status(console: Console, status: dict) -> None:
+    table = Table(title=f"gallery {status['gallery']} (version {status['version']})", show_header=False)
+    for key in ("dim", "shards", "clusters", "faces", "largest_cluster", "median_cluster"):
+        table.add_row(key, _fmt(status[key]))
+    table.add_row("cluster sizes", "  ".join(f"{k}: {v}" for k, v in status["size_histogram"].items()))
+    if status.get("lineage_rows"):
+        table.add_row("merged by consolidation", f"{status['lineage_rows']} clusters (lineage rows)")
+    table.add_row("days", ", ".join(f"{d['day']} ({d['faces']} faces)" for d in status["days"]) or "none")
+    console.print(table)
+
+
+CALIBRATION_KEYS = ("bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precision", "pairwise_f",
+                    "n_clusters", "largest_cluster")
+
+
+def print_calibration(console: Console, cal, top: int = 25) -> None:
+    """Per stage, the best rows by recall among those reaching the target, then the chosen setting."""
+    table = Table(title=f"calibration (target B-cubed precision {cal.target}; {len(cal.rows)} settings tried)")
+    for col in ("stage", "centre", "floor", "rule", "threshold", "assign", "margin", "max_size", "bP", "bR", "bF",
+                "pP", "pF", "clusters", "largest"):
+        table.add_column(col, justify="right")
+    shown = []
+    for stage in ("step2", "assign", "max_size", "final"):
+        rows = [r for r in cal.rows if r["stage"] == stage]
+        ok = sorted((r for r in rows if r["bcubed_precision"] >= cal.target), key=lambda r: -r["bcubed_recall"])
+        shown += ok[:top // 3] if stage == "step2" else ok[:8] or rows[:3]
+    seen = set()
+    for r in shown:
+        key = tuple(sorted((k, str(v)) for k, v in r.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        mark = "[bold green]" if r is cal.best else ""
+        table.add_row(*(f"{mark}{v}" for v in (
+            r["stage"], r["centre"], r["floor"], r["rule"], r["threshold"], r.get("assign_threshold", ""),
+            r.get("margin", ""), r["max_size"], *(_fmt(r[k]) for k in CALIBRATION_KEYS))))
+    console.print(table)

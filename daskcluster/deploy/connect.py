@@ -1,0 +1,68 @@
+"""Connecting to Dask: a LocalCluster started for the run, or an existing scheduler."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+
+from distributed import Client, LocalCluster, WorkerPlugin
+
+from daskcluster.config import DaskConfig
+
+log = logging.getLogger(__name__)
+
+
+def free_port(preferred: int, tries: int = 100) -> int:
+    """``preferred`` if it is free, else the next free port above it (0 means any)."""
+    if preferred == 0:
+        return 0
+    for port in range(preferred, preferred + tries):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+            return port
+    return 0
+
+
+def default_layout(cfg: DaskConfig, workers: int | None) -> tuple[int, int]:
+    """(workers, threads per worker) that fit this machine unless configured."""
+    cores = os.cpu_count() or 1
+    n_workers = workers or cfg.workers or max(1, min(cores, 8))
+    threads = cfg.threads_per_worker or max(1, cores // n_workers)
+    return n_workers, threads
+
+
+class FaissThreads(WorkerPlugin):
+    """Give faiss's OpenMP pool the worker's share of cores, on every worker, restarted ones included."""
+
+    name = "daskcluster-faiss-threads"
+
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    def setup(self, worker) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(self.threads)
+
+
+@contextlib.contextmanager
+def connect(cfg: DaskConfig, scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
+    """A Client on ``scheduler``, or on a LocalCluster started (and stopped) here."""
+    if scheduler:
+        with Client(scheduler) as client:
+            client.register_plugin(FaissThreads(1))
+            yield client
+        return
+    n_workers, threads = default_layout(cfg, workers)
+    port = free_port(cfg.dashboard_port)
+    with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
+                      memory_limit=cfg.memory_limit, dashboard_address=f":{port}",
+                      silence_logs=logging.ERROR) as local, Client(local) as client:
+        client.register_plugin(FaissThreads(max(1, (os.cpu_count() or 1) // (n_workers * threads))))
+        log.info("local Dask cluster: %d workers x %d threads", n_workers, threads)
+        yield client
