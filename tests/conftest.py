@@ -14,11 +14,6 @@ from daskcluster.eval.synth import SynthSpec, write_dataset
 REAL_DATA = Path(__file__).resolve().parent / "data" / "real"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    for marker in ("slow", "distributed", "gpu", "mpi", "k8s"):
-        config.addinivalue_line("markers", f"{marker}: see pyproject.toml")
-
-
 @pytest.fixture(scope="session")
 def client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
