@@ -46,9 +46,9 @@ test-all: $(STAMP)
 	$(VENV)/bin/python -m pytest $(ARGS)
 
 bench: $(STAMP)
-	$(VENV)/bin/python scripts/bench_search.py $(ARGS) $(SEARCH_ARGS)
-	$(VENV)/bin/python scripts/bench_scaling.py $(ARGS) $(SCALING_ARGS)
-	$(VENV)/bin/python scripts/bench_quality.py --sizes $(QUALITY_SIZES) $(ARGS) $(QUALITY_ARGS)
+	$(VENV)/bin/python -m benchmarks.search $(ARGS) $(SEARCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.scaling $(ARGS) $(SCALING_ARGS)
+	$(VENV)/bin/python -m benchmarks.quality --sizes $(QUALITY_SIZES) $(ARGS) $(QUALITY_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check daskcluster tests scripts

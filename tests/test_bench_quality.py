@@ -1,8 +1,7 @@
-"""scripts/bench_quality.py --quick: outputs written, every method row present and in range, and the plain
+"""benchmarks/quality.py --quick: outputs written, every method row present and in range, and the plain
 pipeline's row equal to the metrics recomputed here from a run of our own."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import benchmarks.quality
 from daskcluster.config import Config, load_config
 from daskcluster.eval.metrics import evaluate
 from daskcluster.eval.synth import SynthSpec, generate_day_arrays
 from daskcluster.run.inprocess import DayData, run_days
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "bench_quality.py"
 PROBE_FACES, PROBE_IDS, DAYS, DIM, SEED = 600, 60, 3, 64, 3
 METHODS = ["ours: plain", "ours: +mutual", "ours: +shared", "ours: +density", "ours: +quality", "ours: +max_size",
            "ours: +margin", "ours: all guards", "ours: configured", "kNN+threshold components",
@@ -28,12 +27,7 @@ UNIT_KEYS = ["bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precisio
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_quality"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("bench_quality", None)
+    return benchmarks.quality
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +36,7 @@ def run(tmp_path_factory):
     config = tmp / "calibrated.yaml"
     config.write_text("cluster:\n  threshold: 0.65\n  mutual: true\nassign:\n  threshold: 0.65\n")
     out = tmp / "out"
-    cmd = [sys.executable, str(SCRIPT), "--quick", "--sizes", "0,2000", "--probe-faces", str(PROBE_FACES),
+    cmd = [sys.executable, "-m", "benchmarks.quality", "--quick", "--sizes", "0,2000", "--probe-faces", str(PROBE_FACES),
            "--probe-identities", str(PROBE_IDS), "--days", str(DAYS), "--dim", str(DIM), "--seed", str(SEED),
            "--config", str(config), "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)

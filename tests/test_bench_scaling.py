@@ -1,25 +1,17 @@
-"""scripts/bench_scaling.py --quick: both layouts run and commit, the scaling, projection and memory records."""
+"""benchmarks/scaling --quick: both layouts run and commit, the scaling, projection and memory records."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_scaling.py"
+from benchmarks.scaling import cli
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_scaling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_scaling"] = module  # so its sampler plugin can be shipped to the workers by value
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("bench_scaling", None)
+    return cli
 
 
 @pytest.mark.distributed

@@ -1,22 +1,18 @@
-"""scripts/bench_search.py on a tiny synthetic day: JSON lines, exact is exact, the default rule recalls edges."""
+"""benchmarks/search.py on a tiny synthetic day: JSON lines, exact is exact, the default rule recalls edges."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_search.py"
+import benchmarks.search
+
 THRESHOLDS = ("0.5", "0.6", "0.7")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_search", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmarks.search
 
 
 @pytest.fixture(scope="module")

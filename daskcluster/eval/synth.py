@@ -72,6 +72,7 @@ __all__ = [
     "day_schema",
     "generate_day",
     "generate_day_arrays",
+    "identity_centres",
     "lookalike_pairs",
     "population",
     "write_dataset",
@@ -272,8 +273,8 @@ def _block_centres(spec: SynthSpec, block: int) -> np.ndarray:
     return base
 
 
-def _gather_centres(spec: SynthSpec, ids: np.ndarray, out: np.ndarray) -> None:
-    """out[k] = centre of identity ids[k]; ``ids`` must be sorted."""
+def identity_centres(spec: SynthSpec, ids: np.ndarray, out: np.ndarray) -> None:
+    """out[k] = centre of identity ids[k] (unit, float32); ``ids`` must be sorted."""
     key, br = _pop_key(spec), spec.block_rows
     blocks = ids // br
     for b in np.unique(blocks):
@@ -340,7 +341,7 @@ def _chunk_features(spec: SynthSpec, faces: _Faces, lo: int, hi: int, day: int) 
     v = rng.standard_normal((hi - lo, dim), dtype=np.float32)
     v *= (faces.sigma[lo:hi] / np.float32(np.sqrt(dim)))[:, None]
     tmp = np.empty_like(v)
-    _gather_centres(spec, ids, tmp)
+    identity_centres(spec, ids, tmp)
     v += tmp
     mag = pop.pose_mag[ids] * pop.pose_sign[ids, mode]
     np.take(_pose_bank(spec.seed, dim), pop.pose_idx[ids, mode], axis=0, out=tmp)

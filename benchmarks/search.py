@@ -3,14 +3,14 @@
 What matters for clustering is the recall of the k-NN *edges at or above the similarity threshold* (the
 edges the graph keeps), not plain top-k recall, so both are reported (``search.edge_recall``).
 
-On one synthetic day (``daskcluster.synth``, L2-normalised) the database is every face and the queries
+On one synthetic day (``daskcluster.eval.synth``, L2-normalised) the database is every face and the queries
 are a random sample of ``--sample`` faces (all faces with ``--sample 0``: the true all-vs-all search).
 Every configuration searches the same queries, so search times compare directly; ``search_s_all`` is the
 time of the all-vs-all search, extrapolated linearly from the sample when the sample is not everything
 (search time is linear in the number of queries). Each face finds itself, so ``k + 1`` neighbours are
 searched (as the pipeline does) and the face itself is dropped before recall is computed.
 
-Configurations: ``exact`` (faiss IndexFlatIP through the project's :class:`~daskcluster.search.Shard`),
+Configurations: ``exact`` (faiss IndexFlatIP through the project's :class:`~daskcluster.search.index.Shard`),
 ``default`` (``choose_index(n, SearchConfig())``: IVF-Flat with a quantizer trained by
 ``train_quantizer`` on ``sample_rows``, as in the pipeline), IVF-Flat alternatives over a grid of
 nlist x nprobe, and for reference faiss ``IVF1024,PQ32`` re-ranked by ``IndexRefineFlat`` (k_factor 4).
@@ -20,17 +20,14 @@ With ``--shards S`` the database is split into S shards searched separately and 
 The four small real sets in ``tests/data/real`` are run too (default rule: flat; then IVF forced).
 
 Output: one JSON line per configuration on stdout (and ``--out FILE.jsonl``), a table on stderr.
-Example: ``python scripts/bench_search.py --n 200000 --dim 256 --thresholds 0.5 0.6 0.7``
+Example: ``python -m benchmarks.search --n 200000 --dim 256 --thresholds 0.5 0.6 0.7``
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import itertools
-import json
 import logging
-import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from daskcluster.backends import resolve_backend_name
+from benchmarks.common import ROOT, JsonLines, finish, format_table, parser, print_table, record, setup_logging
 from daskcluster.config import SearchConfig
 from daskcluster.eval.synth import SynthSpec, generate_day_arrays
 from daskcluster.search.index import (
@@ -55,7 +52,7 @@ from daskcluster.search.index import (
 
 log = logging.getLogger("bench_search")
 
-REAL_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "real"
+REAL_DIR = ROOT / "tests" / "data" / "real"
 FULL_NLISTS, FULL_NPROBES, FULL_PQ_NPROBES = (1024, 4096), (8, 16, 32, 64), (16, 32, 64)
 QUICK_NLISTS, QUICK_NPROBES, QUICK_PQ_NPROBES = (1024,), (16, 32, 64), (32,)
 
@@ -75,13 +72,11 @@ def split_shards(ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np
     return [build_shard(ids[a:b], xb[a:b], spec, centroids, backend) for a, b in itertools.pairwise(bounds)]
 
 
-MIN_SIM: float | None = None  # set from the lowest threshold: the pipeline searches only for edges >= it
-
-
-def shards_searcher(shards: list[Shard]) -> Searcher:
-    """Search every shard and merge, keeping only neighbours >= ``MIN_SIM`` as the pipeline's k-NN does."""
+def shards_searcher(shards: list[Shard], min_sim: float | None) -> Searcher:
+    """Search every shard and merge, keeping only neighbours >= ``min_sim`` as the pipeline's k-NN does (it
+    searches only for edges at or above the lowest threshold)."""
     def search(xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return merge_topk([search_shard(s, xq, k, MIN_SIM) for s in shards], k)
+        return merge_topk([search_shard(s, xq, k, min_sim) for s in shards], k)
     return search
 
 
@@ -200,20 +195,66 @@ def pq_searcher(index: Any, nprobe: int, k_factor: float) -> Searcher:
 def meta(args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
     import faiss
 
-    return {"bench": "search", "backend": args.backend, "k": args.k, "seed": args.seed,
-            "threads": faiss.omp_get_max_threads(), "load_avg_1m": round(os.getloadavg()[0], 2), **kw}
+    return record("search", backend=args.backend, k=args.k, seed=args.seed, threads=faiss.omp_get_max_threads(),
+                  **kw)
 
 
-def emit(rec: dict[str, Any], records: list[dict], out: Any) -> None:
-    line = json.dumps(rec, sort_keys=False)
-    print(line, flush=True)
-    if out is not None:
-        out.write(line + "\n")
-        out.flush()
-    records.append(rec)
+def with_target(args: argparse.Namespace, rec: dict[str, Any]) -> dict[str, Any]:
+    """``rec`` with ``meets_target``: its id-based edge recall at ``--threshold`` reaches ``--target-recall``."""
+    return {**rec, "meets_target": rec["edge_recall_ids"][f"{args.threshold:g}"] >= args.target_recall}
 
 
 # --------------------------------------------------------------------------------------------- synthetic
+@dataclasses.dataclass
+class Synthetic:
+    """One synthetic day: the database, the query sample, the exact answer, and where records go."""
+
+    args: argparse.Namespace
+    thresholds: list[float]
+    out: JsonLines
+    xb: np.ndarray
+    qids: np.ndarray
+    cfg: SearchConfig
+    ids: np.ndarray = dataclasses.field(init=False)
+    xq: np.ndarray = dataclasses.field(init=False)
+    exact: tuple = ()
+    t_exact: float = 0.0
+    exact_total: float = 0.0  # exact all-vs-all search and build, seconds
+
+    @property
+    def n(self) -> int:
+        return len(self.xb)
+
+    @property
+    def m(self) -> int:
+        return len(self.qids)
+
+    def __post_init__(self) -> None:
+        self.ids, self.xq = np.arange(self.n, dtype=np.int64), self.xb[self.qids]
+
+    @property
+    def scale(self) -> float:
+        return self.n / self.m
+
+    @property
+    def min_sim(self) -> float:
+        return self.thresholds[0]
+
+    @property
+    def check_q(self) -> np.ndarray:
+        return self.xq[: min(self.m, self.args.check_queries)]
+
+    def common(self) -> dict[str, Any]:
+        return {"dataset": "synthetic", "n": self.n, "dim": self.args.dim, "shards": self.args.shards,
+                "queries": self.m, "search_s_all_extrapolated": self.m < self.n}
+
+    def shards(self, spec: IndexSpec, centroids: np.ndarray | None = None, n_shards: int = 0) -> list[Shard]:
+        return split_shards(self.ids, self.xb, spec, centroids, self.args.backend, n_shards or self.args.shards)
+
+    def searcher(self, shards: list[Shard]) -> Searcher:
+        return shards_searcher(shards, self.min_sim)
+
+
 def synthetic_day(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     identities = args.identities or max(10, args.n // 5)
     spec = SynthSpec(days=1, faces_per_day=args.n, identities=identities, dim=args.dim, seed=args.seed)
@@ -242,102 +283,114 @@ def sharding_check(sharded: Searcher, single: Searcher, xq: np.ndarray, k: int) 
             "same_finite": bool((np.isfinite(Ds) == np.isfinite(D1)).all())}
 
 
-def run_synthetic(args: argparse.Namespace, thresholds: list[float], records: list[dict], out: Any) -> None:
-    backend, k, kk = args.backend, args.k, args.k + 1
+def setup_synthetic(args: argparse.Namespace, thresholds: list[float], out: JsonLines) -> Synthetic:
+    """The day, the query sample and the search config of the default rule; search warmed up."""
     t0 = time.perf_counter()
     xb, _labels = synthetic_day(args)
     n = len(xb)
-    ids = np.arange(n, dtype=np.int64)
     log.info("synthetic day: %d faces x %d in %.1f s", n, args.dim, time.perf_counter() - t0)
     rng = np.random.default_rng(args.seed + 1)
     m = n if args.sample <= 0 or args.sample >= n else args.sample
-    qids = np.sort(rng.choice(n, m, replace=False)) if m < n else ids
-    xq = xb[qids]
-    scale = n / m
+    qids = np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n, dtype=np.int64)
     cfg = SearchConfig(flat_below=args.flat_below) if args.flat_below is not None else SearchConfig()
-    default = choose_index(n, cfg)
-    common = {"dataset": "synthetic", "n": n, "dim": args.dim, "shards": args.shards, "queries": m,
-              "search_s_all_extrapolated": m < n}
-
+    run = Synthetic(args, thresholds, out, xb, qids, cfg)
     # warm-up (thread pools, BLAS, page faults) on a small flat search
-    warm = build_shard(ids[: min(n, 20_000)], xb[: min(n, 20_000)], IndexSpec(), None, backend)
-    search_shard(warm, xq[: min(m, 256)], kk)
-    del warm
+    w = min(n, 20_000)
+    search_shard(build_shard(run.ids[:w], xb[:w], IndexSpec(), None, args.backend), run.xq[: min(m, 256)],
+                 args.k + 1)
+    return run
 
-    # exact
+
+def run_exact(run: Synthetic) -> None:
+    args, kk = run.args, run.args.k + 1
     t0 = time.perf_counter()
-    exact_shards = split_shards(ids, xb, IndexSpec(), None, backend, args.shards)
+    exact_search = run.searcher(run.shards(IndexSpec()))
     build_exact = time.perf_counter() - t0
-    exact_search = shards_searcher(exact_shards)
-    exact_raw, times, _ = timed_search(exact_search, xq, kk, args.repeats)
-    exact = drop_self(*exact_raw, qids, k)
-    t_exact = min(times)
-    check_q = xq[: min(m, args.check_queries)]
-    rec = meta(args, config="exact", index="Flat", nlist=0, nprobe=0, default=False, **common,
-               train_s=0.0, build_s=round(build_exact, 3), search_s=round(t_exact, 3),
-               search_s_repeats=[round(t, 3) for t in times], search_s_all=round(t_exact * scale, 2),
-               speedup=1.0, speedup_incl_build=1.0, scanned_frac=1.0, **recall_fields(exact, exact, thresholds))
+    exact_raw, times, _ = timed_search(exact_search, run.xq, kk, args.repeats)
+    run.exact, run.t_exact = drop_self(*exact_raw, run.qids, args.k), min(times)
+    run.exact_total = run.t_exact * run.scale + build_exact
+    rec = meta(args, config="exact", index="Flat", nlist=0, nprobe=0, default=False, **run.common(),
+               train_s=0.0, build_s=round(build_exact, 3), search_s=round(run.t_exact, 3),
+               search_s_repeats=[round(t, 3) for t in times], search_s_all=round(run.t_exact * run.scale, 2),
+               speedup=1.0, speedup_incl_build=1.0, scanned_frac=1.0,
+               **recall_fields(run.exact, run.exact, run.thresholds))
     rec["meets_target"] = True
     if args.shards > 1:
-        single = shards_searcher(split_shards(ids, xb, IndexSpec(), None, backend, 1))
-        rec["sharding_check"] = sharding_check(exact_search, single, check_q, kk)
-    emit(rec, records, out)
-    del exact_shards
-    exact_total = t_exact * scale + build_exact
+        single = run.searcher(run.shards(IndexSpec(), n_shards=1))
+        rec["sharding_check"] = sharding_check(exact_search, single, run.check_q, kk)
+    run.out.emit(rec)
 
-    def report(name: str, index: str, nlist: int, nprobe: int, train_s: float, build_s: float,
-               search: Searcher, is_default: bool, extra: dict | None = None) -> None:
-        raw, times, ndis = timed_search(search, xq, kk, args.repeats)
-        t = min(times)
-        extra = {"scanned_frac": round(ndis / (m * n), 5) if ndis else None, **(extra or {})}
-        total = train_s + build_s + t * scale
-        rec = meta(args, config=name, index=index, nlist=nlist, nprobe=nprobe, default=is_default, **common,
-                   train_s=round(train_s, 3), build_s=round(build_s, 3), search_s=round(t, 3),
-                   search_s_repeats=[round(x, 3) for x in times], search_s_all=round(t * scale, 2),
-                   speedup=round(t_exact / t, 2), speedup_incl_build=round(exact_total / total, 2),
-                   **recall_fields(drop_self(*raw, qids, k), exact, thresholds), **extra)
-        rec["meets_target"] = rec["edge_recall_ids"][f"{args.threshold:g}"] >= args.target_recall
-        emit(rec, records, out)
 
-    # IVF-Flat: the default rule, then the grid; grouped by nlist so each quantizer/index is built once
-    qcache: dict[int, tuple[np.ndarray, float]] = {}
-    specs = [default, *ivf_grid(args, n, default)]
+def report(run: Synthetic, name: str, index: str, spec: IndexSpec, train_s: float, build_s: float,
+           search: Searcher, extra: dict | None = None) -> None:
+    """Time ``search`` on the queries and emit its record against the exact answer."""
+    args = run.args
+    raw, times, ndis = timed_search(search, run.xq, args.k + 1, args.repeats)
+    t = min(times)
+    extra = {"scanned_frac": round(ndis / (run.m * run.n), 5) if ndis else None, **(extra or {})}
+    total = train_s + build_s + t * run.scale
+    rec = meta(args, config=name, index=index, nlist=spec.nlist, nprobe=spec.nprobe, default=name == "default",
+               **run.common(), train_s=round(train_s, 3), build_s=round(build_s, 3), search_s=round(t, 3),
+               search_s_repeats=[round(x, 3) for x in times], search_s_all=round(t * run.scale, 2),
+               speedup=round(run.t_exact / t, 2), speedup_incl_build=round(run.exact_total / total, 2),
+               **recall_fields(drop_self(*raw, run.qids, args.k), run.exact, run.thresholds), **extra)
+    run.out.emit(with_target(args, rec))
+
+
+def run_ivf_lists(run: Synthetic, qcache: dict, nlist: int, group: list[IndexSpec], default: IndexSpec) -> None:
+    """The IVF-Flat configurations of one ``nlist``: one quantizer and one set of shards, every nprobe."""
+    args = run.args
+    centroids, train_s = quantizer(qcache, run.ids, run.xb, nlist, run.cfg, args.backend)
+    t0 = time.perf_counter()
+    shards = run.shards(IndexSpec(nlist=nlist, nprobe=1), centroids)
+    build_s = time.perf_counter() - t0
+    for spec in group:
+        for s in shards:
+            s.nprobe = spec.nprobe
+        extra = {}
+        if spec == default and args.shards > 1:
+            one = run.searcher(run.shards(spec, centroids, n_shards=1))
+            extra["sharding_check"] = sharding_check(run.searcher(shards), one, run.check_q, args.k + 1)
+        report(run, "default" if spec == default else "ivf", f"IVF{nlist},Flat", spec, train_s, build_s,
+               run.searcher(shards), extra)
+
+
+def run_ivf(run: Synthetic, qcache: dict) -> None:
+    """IVF-Flat: the default rule, then the grid; grouped by nlist so each quantizer/index is built once."""
+    default = choose_index(run.n, run.cfg)
+    specs = [default, *ivf_grid(run.args, run.n, default)]
     for nlist in sorted({s.nlist for s in specs}, key=lambda v: (v != default.nlist, v)):
-        group = [s for s in specs if s.nlist == nlist]
         if nlist == 0:
             t0 = time.perf_counter()
-            flat = shards_searcher(split_shards(ids, xb, IndexSpec(), None, backend, args.shards))
-            report("default", "Flat", 0, 0, 0.0, time.perf_counter() - t0, flat, True)
+            flat = run.searcher(run.shards(IndexSpec()))
+            report(run, "default", "Flat", IndexSpec(), 0.0, time.perf_counter() - t0, flat)
             continue
-        centroids, train_s = quantizer(qcache, ids, xb, nlist, cfg, backend)
-        t0 = time.perf_counter()
-        shards = split_shards(ids, xb, IndexSpec(nlist=nlist, nprobe=1), centroids, backend, args.shards)
-        build_s = time.perf_counter() - t0
-        for spec in group:
-            for s in shards:
-                s.nprobe = spec.nprobe
-            extra = {}
-            if spec == default and args.shards > 1:
-                one = split_shards(ids, xb, spec, centroids, backend, 1)
-                extra["sharding_check"] = sharding_check(shards_searcher(shards), shards_searcher(one), check_q, kk)
-                del one
-            report("default" if spec == default else "ivf", f"IVF{nlist},Flat", nlist, spec.nprobe, train_s,
-                   build_s, shards_searcher(shards), spec == default, extra)
-        del shards
+        run_ivf_lists(run, qcache, nlist, [s for s in specs if s.nlist == nlist], default)
 
-    # reference: IVF{pq_nlist},PQ{pq_m} + IndexRefineFlat (unsharded; faiss only)
-    if args.pq_m and args.pq_nlist <= n // 39 and args.dim % args.pq_m == 0:
-        centroids, train_s = quantizer(qcache, ids, xb, args.pq_nlist, cfg, backend)
-        t0 = time.perf_counter()
-        index = refine_pq_index(xb, ids, centroids, args.pq_m, max(cfg.train_sample, 39 * args.pq_nlist))
-        build_s = time.perf_counter() - t0
-        for nprobe in sorted(set(args.pq_nprobes or (FULL_PQ_NPROBES if args.full else QUICK_PQ_NPROBES))):
-            report("ivfpq_refine", f"IVF{args.pq_nlist},PQ{args.pq_m}+RefineFlat(k_factor={args.k_factor:g})",
-                   args.pq_nlist, nprobe, train_s, build_s, pq_searcher(index, nprobe, args.k_factor), False,
-                   {"k_factor": args.k_factor, "shards_used": 1})
-        del index
-    elif args.pq_m:
-        log.warning("skipping IVF%d,PQ%d reference at n=%d dim=%d", args.pq_nlist, args.pq_m, n, args.dim)
+
+def run_pq(run: Synthetic, qcache: dict) -> None:
+    """The reference: IVF{pq_nlist},PQ{pq_m} + IndexRefineFlat (unsharded; faiss only)."""
+    args = run.args
+    if not (args.pq_m and args.pq_nlist <= run.n // 39 and args.dim % args.pq_m == 0):
+        if args.pq_m:
+            log.warning("skipping IVF%d,PQ%d reference at n=%d dim=%d", args.pq_nlist, args.pq_m, run.n, args.dim)
+        return
+    centroids, train_s = quantizer(qcache, run.ids, run.xb, args.pq_nlist, run.cfg, args.backend)
+    t0 = time.perf_counter()
+    index = refine_pq_index(run.xb, run.ids, centroids, args.pq_m, max(run.cfg.train_sample, 39 * args.pq_nlist))
+    build_s = time.perf_counter() - t0
+    name = f"IVF{args.pq_nlist},PQ{args.pq_m}+RefineFlat(k_factor={args.k_factor:g})"
+    for nprobe in sorted(set(args.pq_nprobes or (FULL_PQ_NPROBES if args.full else QUICK_PQ_NPROBES))):
+        report(run, "ivfpq_refine", name, IndexSpec(args.pq_nlist, nprobe), train_s, build_s,
+               pq_searcher(index, nprobe, args.k_factor), {"k_factor": args.k_factor, "shards_used": 1})
+
+
+def run_synthetic(args: argparse.Namespace, thresholds: list[float], out: JsonLines) -> None:
+    run = setup_synthetic(args, thresholds, out)
+    run_exact(run)
+    qcache: dict[int, tuple[np.ndarray, float]] = {}
+    run_ivf(run, qcache)
+    run_pq(run, qcache)
 
 
 # --------------------------------------------------------------------------------------------- real sets
@@ -352,38 +405,43 @@ def load_real(path: Path) -> np.ndarray:
     return x
 
 
-def run_real(args: argparse.Namespace, thresholds: list[float], records: list[dict], out: Any) -> None:
+def real_configs(args: argparse.Namespace, n: int) -> list[tuple[str, IndexSpec]]:
+    """The default rule (flat at these sizes), the IVF rule forced, and forced IVF at ``--real-nprobes``."""
+    forced = choose_index(n, SearchConfig(flat_below=0))
+    configs = [("default", choose_index(n, SearchConfig())), ("forced_ivf_rule", forced)]
+    return configs + [(f"forced_ivf_nprobe{p}", dataclasses.replace(forced, nprobe=p))
+                      for p in args.real_nprobes if p < forced.nlist]
+
+
+def run_real_set(args: argparse.Namespace, thresholds: list[float], out: JsonLines, path: Path) -> None:
+    xb = load_real(path)
+    n, dim = xb.shape
+    ids = np.arange(n, dtype=np.int64)
+    k, min_sim = min(args.k, n - 1), thresholds[0]
+    exact = drop_self(*shards_searcher([build_shard(ids, xb, IndexSpec(), None, args.backend)], min_sim)(
+        xb, k + 1), ids, k)
+    for name, spec in real_configs(args, n):
+        train_s, centroids = 0.0, None
+        if not spec.is_flat:
+            centroids, train_s = quantizer({}, ids, xb, spec.nlist, SearchConfig(), args.backend)
+        search = shards_searcher(split_shards(ids, xb, spec, centroids, args.backend, 1), min_sim)
+        t0 = time.perf_counter()
+        raw = search(xb, k + 1)
+        t = time.perf_counter() - t0
+        rec = meta(args, config=name, index="Flat" if spec.is_flat else f"IVF{spec.nlist},Flat",
+                   nlist=spec.nlist, nprobe=spec.nprobe, default=name == "default", dataset=path.stem,
+                   n=n, dim=dim, shards=1, queries=n, search_s_all_extrapolated=False,
+                   train_s=round(train_s, 4), search_s=round(t, 4), search_s_all=round(t, 4), k_used=k,
+                   **recall_fields(drop_self(*raw, ids, k), exact, thresholds))
+        out.emit(with_target(args, rec))
+
+
+def run_real(args: argparse.Namespace, thresholds: list[float], out: JsonLines) -> None:
     files = sorted(Path(args.real_dir).glob("*.parquet")) if args.real_dir else []
     if args.real_dir and not files:
         log.warning("no real sets under %s", args.real_dir)
     for path in files:
-        xb = load_real(path)
-        n, dim = xb.shape
-        ids = np.arange(n, dtype=np.int64)
-        k = min(args.k, n - 1)
-        exact_search = shards_searcher([build_shard(ids, xb, IndexSpec(), None, args.backend)])
-        exact = drop_self(*exact_search(xb, k + 1), ids, k)
-        forced = choose_index(n, SearchConfig(flat_below=0))
-        configs = [("default", choose_index(n, SearchConfig())), ("forced_ivf_rule", forced)]
-        configs += [(f"forced_ivf_nprobe{p}", dataclasses.replace(forced, nprobe=p))
-                    for p in args.real_nprobes if p < forced.nlist]
-        for name, spec in configs:
-            qcache: dict = {}
-            train_s = 0.0
-            centroids = None
-            if not spec.is_flat:
-                centroids, train_s = quantizer(qcache, ids, xb, spec.nlist, SearchConfig(), args.backend)
-            shards = split_shards(ids, xb, spec, centroids, args.backend, 1)
-            t0 = time.perf_counter()
-            raw = shards_searcher(shards)(xb, k + 1)
-            t = time.perf_counter() - t0
-            rec = meta(args, config=name, index="Flat" if spec.is_flat else f"IVF{spec.nlist},Flat",
-                       nlist=spec.nlist, nprobe=spec.nprobe, default=name == "default", dataset=path.stem,
-                       n=n, dim=dim, shards=1, queries=n, search_s_all_extrapolated=False,
-                       train_s=round(train_s, 4), search_s=round(t, 4), search_s_all=round(t, 4), k_used=k,
-                       **recall_fields(drop_self(*raw, ids, k), exact, thresholds))
-            rec["meets_target"] = rec["edge_recall_ids"][f"{args.threshold:g}"] >= args.target_recall
-            emit(rec, records, out)
+        run_real_set(args, thresholds, out, path)
 
 
 # --------------------------------------------------------------------------------------------- table
@@ -395,49 +453,44 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
+TABLE_NOTE = ("edge@T: count-based edge recall at T; sparse@T: the same on query rows with < k exact edges >= T; "
+              "ids@T: id-based edge recall;\n~: all-vs-all time extrapolated from the query sample; "
+              "scanned: database vectors compared per query (faiss ndis; PQ: codes);\n"
+              "speedup: exact/approx search time on the same queries; w/build: also counting quantizer "
+              "training and index build")
+
+
+def table_row(r: dict[str, Any], ts: list[str], p: str) -> list[str]:
+    est = "~" if r.get("search_s_all_extrapolated") else ""
+    index = r["index"].replace("+RefineFlat", "+Refine").split("(")[0]
+    return [r["dataset"][:17], r["config"][:19], index[:25], str(r["nprobe"]), f"{r.get('train_s', 0.0):.1f}",
+            f"{r.get('build_s', 0.0):.1f}", est + format(r["search_s_all"], ".1f"), _num(r.get("speedup")),
+            _num(r.get("speedup_incl_build")), _pct(r.get("scanned_frac")), f"{r['topk_recall']:.3f}",
+            *(f"{r['edge_recall'][t]:.4f}" for t in ts), f"{r['edge_recall_unsaturated'][p]:.4f}",
+            f"{r['edge_recall_ids'][p]:.4f}"]
+
+
 def table(records: list[dict], thresholds: list[float], primary: float) -> str:
     ts, p = [f"{t:g}" for t in thresholds], f"{primary:g}"
-    head = (f"{'dataset':<18}{'config':<20}{'index':<26}{'nprobe':>6}{'train_s':>8}{'build_s':>8}"
-            f"{'search_all_s':>13}{'speedup':>8}{'w/build':>8}{'scanned':>8}{'top-k':>7}"
-            + "".join(f"{'edge@' + t:>10}" for t in ts) + f"{'sparse@' + p:>11}{'ids@' + p:>9}")
-    lines = [head, "-" * len(head)]
-    for r in records:
-        est = "~" if r.get("search_s_all_extrapolated") else " "
-        index = r["index"].replace("+RefineFlat", "+Refine").split("(")[0]
-        lines.append(
-            f"{r['dataset'][:17]:<18}{r['config'][:19]:<20}{index[:25]:<26}{r['nprobe']:>6}"
-            f"{r.get('train_s', 0.0):>8.1f}{r.get('build_s', 0.0):>8.1f}{est + format(r['search_s_all'], '.1f'):>13}"
-            f"{_num(r.get('speedup')):>8}{_num(r.get('speedup_incl_build')):>8}{_pct(r.get('scanned_frac')):>8}"
-            f"{r['topk_recall']:>7.3f}"
-            + "".join(f"{r['edge_recall'][t]:>10.4f}" for t in ts)
-            + f"{r['edge_recall_unsaturated'][p]:>11.4f}{r['edge_recall_ids'][p]:>9.4f}")
-    lines.append("edge@T: count-based edge recall at T; sparse@T: the same on query rows with < k exact edges >= T; "
-                 "ids@T: id-based edge recall;\n~: all-vs-all time extrapolated from the query sample; "
-                 "scanned: database vectors compared per query (faiss ndis; PQ: codes);\n"
-                 "speedup: exact/approx search time on the same queries; w/build: also counting quantizer "
-                 "training and index build")
-    return "\n".join(lines)
+    head = ["dataset", "config", "index", "nprobe", "train_s", "build_s", "search_all_s", "speedup", "w/build",
+            "scanned", "top-k", *(f"edge@{t}" for t in ts), f"sparse@{p}", f"ids@{p}"]
+    text = format_table(head, [table_row(r, ts, p) for r in records], align="lll")
+    return text + "\n" + TABLE_NOTE
 
 
 # --------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--backend", default="cpu", choices=["cpu", "gpu", "auto"])
-    p.add_argument("--n", type=int, default=200_000, help="faces in the synthetic day (database)")
-    p.add_argument("--dim", type=int, default=256)
+    p = parser(__doc__, "backend", "n", "dim", "identities", "repeats", "seed", "out", "verbose",
+               n={"default": 200_000, "help": "faces in the synthetic day (database)"},
+               repeats={"help": "timed searches per configuration (min is kept)"})
     p.add_argument("--k", type=int, default=10, help="neighbours per face (k + 1 are searched: self)")
     p.add_argument("--threshold", type=float, default=0.6, help="edge similarity threshold (target checked here)")
     p.add_argument("--thresholds", type=float, nargs="+", default=None, help="more thresholds to report")
-    p.add_argument("--repeats", type=int, default=1, help="timed searches per configuration (min is kept)")
     p.add_argument("--shards", type=int, default=1, help="database shards, searched separately and merged")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     p.add_argument("--full", action="store_true", help="all alternatives (nlist 1024/4096 x nprobe 8..64, "
                    "PQ nprobe 16/32/64); slow at n=200000")
     p.add_argument("--sample", type=int, default=50_000,
                    help="query rows searched and compared to exact (0 = all: true all-vs-all)")
-    p.add_argument("--identities", type=int, default=0, help="synthetic population (0 = n / 5)")
     p.add_argument("--flat-below", type=int, default=None,
                    help="override SearchConfig.flat_below for the default rule (e.g. 0 to force IVF at small n)")
     p.add_argument("--nlists", type=int, nargs="+", default=None, help="IVF-Flat alternatives' nlist")
@@ -451,34 +504,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--real-dir", default=str(REAL_DIR), help="real sets (*.parquet); '' to skip")
     p.add_argument("--real-nprobes", type=int, nargs="+", default=[2, 4])
     p.add_argument("--no-synthetic", action="store_true")
-    p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    if args.n < 100 or args.k < 1 or args.shards < 1 or args.repeats < 1:
+    if args.n < 100 or args.k < 1 or args.shards < 1:
         p.error("need --n >= 100, --k >= 1, --shards >= 1, --repeats >= 1")
-    args.backend = resolve_backend_name(args.backend)
-    return args
+    return finish(p, args)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(args)
     thresholds = sorted({args.threshold, *(args.thresholds or [])})
-    global MIN_SIM
-    MIN_SIM = thresholds[0]
-    records: list[dict[str, Any]] = []
-    out = open(args.out, "a") if args.out else None  # noqa: SIM115
     t0 = time.perf_counter()
-    try:
+    with JsonLines(args.out) as out:
         if not args.no_synthetic:
-            run_synthetic(args, thresholds, records, out)
-        run_real(args, thresholds, records, out)
-    finally:
-        if out is not None:
-            out.close()
-    print(table(records, thresholds, args.threshold), file=sys.stderr)
-    print(f"total {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return records
+            run_synthetic(args, thresholds, out)
+        run_real(args, thresholds, out)
+    print_table(table(out.records, thresholds, args.threshold))
+    print_table(f"total {time.perf_counter() - t0:.1f} s")
+    return out.records
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Clustering-quality benchmark (issue 4, item 8): a labelled probe among growing sets of unlabelled distractors.
 
 Experiment design (the reference system's): a labelled **probe** (``--probe-faces`` faces of
-``--probe-identities`` people, ``daskcluster.synth`` seed ``--seed``, spread over ``--days`` days) is mixed
+``--probe-identities`` people, ``daskcluster.eval.synth`` seed ``--seed``, over ``--days`` days) is mixed
 into **distractor** sets of growing size (``--sizes``: faces of *other* people, a different synth population,
 seed ``--seed + 1``, ~``--faces-per-identity`` faces per person, spread over the same days; their face ids are
 offset by 10**12). Every method clusters all faces; the metrics are measured on the probe faces only:
-B-cubed and pairwise precision/recall/F and NMI (``daskcluster.metrics.evaluate`` on the probe faces' true
+B-cubed and pairwise precision/recall/F and NMI (``daskcluster.eval.metrics.evaluate`` on the probe faces' true
 and predicted labels), FaceMap's R#I (distinct predicted clusters among the probe faces / true probe
 identities; 1 is ideal) and R#S (probe faces that are alone in their cluster, counting every face, / probe
 faces), the largest cluster (probe faces in it) and the largest cluster over all faces.
@@ -17,13 +17,13 @@ low-quality distractors drift toward low-quality probe faces, the chaining the g
 
 Methods, side by side on the same faces:
 
-* **ours** (``daskcluster.engine.run_days``: the day pipeline's own functions, day by day into one gallery):
+* **ours** (``daskcluster.run.inprocess.run_days``: the day pipeline's own functions, day by day into one gallery):
   ``plain`` (every guard off: the reference system's two steps, assign to the gallery then threshold
   components), each guard alone (``mutual``, ``shared``, ``density``, ``quality``, ``max_size``,
   ``margin``; values in ``GUARDS``, ``--max-size`` for the chaining guard), ``all`` guards at once, and
   ``configured`` (the ``--config FILE`` as it is, e.g. written by ``daskcluster calibrate``).
 * single-batch baselines that cluster all faces at once on one shared k-NN graph: the lists of all faces of
-  all days pooled (``engine.search_graph``: flat or IVF as the config chooses, ``cluster.k`` neighbours at or
+  all days pooled (``inprocess.search_graph``: flat or IVF as the config chooses, ``cluster.k`` neighbours at or
   above the threshold): ``components`` (plain k-NN + threshold connected components), ``infomap``
   (the ``infomap`` package, two-level, undirected, edge weight = cosine similarity), ``dbscan`` (sklearn,
   precomputed sparse distance graph ``1 - sim`` from the same lists, ``eps = 1 - threshold``,
@@ -37,7 +37,7 @@ p = 2 for HAC, 1.5 otherwise) exceeds ``--budget-s``; skipped rows are kept in t
 Output (``--out DIR``): ``results.json`` (settings and one record per size and method), ``results.md`` (the
 table), ``quality.png`` (B-cubed F and precision against the distractor size); all rewritten after every
 row. One JSON line per row on stdout; progress on stderr.
-Example: ``python scripts/bench_quality.py --sizes 0,100000 --dim 128 --out bench-results/quality``
+Example: ``python -m benchmarks.quality --sizes 0,100000 --dim 128 --out bench-results/quality``
 """
 from __future__ import annotations
 
@@ -47,7 +47,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ from infomap import Infomap
 from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import DBSCAN, AgglomerativeClustering
 
+from benchmarks.common import ROOT, JsonLines, finish, format_table, parse_sizes, parser, record, setup_logging
 from daskcluster.config import Config, load_config
 from daskcluster.eval import synth
 from daskcluster.eval.metrics import evaluate
@@ -71,7 +71,6 @@ from daskcluster.stages.linking import Neighbours
 
 log = logging.getLogger("bench_quality")
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
 DISTRACTOR_ID_OFFSET = 10**12
 FULL = {"sizes": "0,100000,300000,1000000", "probe_faces": 10_000, "probe_identities": 1000, "dim": 128}
@@ -312,19 +311,21 @@ def size_label(size: int) -> str:
     return f"{size / 1000:g}k" if size >= 1000 and size % 100 == 0 else str(size)
 
 
+def table_cells(r: dict[str, Any]) -> list[str]:
+    cells = [size_label(r["size"]), r["method"]]
+    if r["status"] != "ok":
+        return cells + ["-"] * (len(COLUMNS) + 3) + [r["note"]]
+    return cells + [f"{r[k]:.3f}" for _, k in COLUMNS] + [
+        str(r["largest_cluster"]), str(r["largest_all"]), f"{r['seconds']:.1f}", r.get("note", "")]
+
+
 def markdown(settings: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     head = ["distractors", "method", *(c for c, _ in COLUMNS), "largest", "largest (all)", "seconds", "note"]
     lines = [f"# Clustering quality: probe of {settings['probe_faces']} faces / {settings['probe_identities']} "
              f"identities over {settings['days']} days among distractors (dim {settings['dim']})", "",
-             settings["description"], "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [size_label(r["size"]), r["method"]]
-        if r["status"] == "ok":
-            cells += [f"{r[k]:.3f}" for _, k in COLUMNS]
-            cells += [str(r["largest_cluster"]), str(r["largest_all"]), f"{r['seconds']:.1f}", r.get("note", "")]
-        else:
-            cells += ["-"] * (len(COLUMNS) + 3) + [r["note"]]
-        lines.append("| " + " | ".join(cells) + " |")
+             settings["description"], "",
+             format_table(head, [table_cells(r) for r in rows], align="ll" + "r" * (len(head) - 3) + "l",
+                          style="markdown")]
     graphs = [f"{size_label(int(s))}: {g['faces']} faces, {g['index']}, {g['edges']} edges, {g['seconds']:.1f} s"
               for s, g in settings["graphs"].items()]
     if graphs:
@@ -374,17 +375,19 @@ def write_outputs(out: Path, settings: dict[str, Any], rows: list[dict[str, Any]
 
 # --------------------------------------------------------------------------------------------- driver
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__, "dim", "seed", "set", "out", "quick", formatter=argparse.RawDescriptionHelpFormatter,
+               dim={"default": None,
+                    "help": f"feature dimension (default {FULL['dim']}: 1M faces fit a small machine)"},
+               seed={"default": 1, "help": "probe synth seed; distractors use seed + 1"},
+               set={"help": "config override (repeatable)"},
+               out={"type": str, "default": "bench-results/quality", "help": "output directory"},
+               quick={"help": "tiny sizes for the smoke test"})
     p.add_argument("--sizes", help=f"distractor faces, comma separated (default {FULL['sizes']})")
     p.add_argument("--probe-faces", type=int, help=f"labelled probe faces (default {FULL['probe_faces']})")
     p.add_argument("--probe-identities", type=int, help=f"people in the probe (default {FULL['probe_identities']})")
     p.add_argument("--days", type=int, default=3, help="days probe and distractors are spread over")
-    p.add_argument("--dim", type=int, help=f"feature dimension (default {FULL['dim']}: 1M faces fit a small machine)")
     p.add_argument("--faces-per-identity", type=float, default=10.0, help="distractor faces per distractor person")
-    p.add_argument("--seed", type=int, default=1, help="probe synth seed; distractors use seed + 1")
     p.add_argument("--threshold", type=float, help="cosine threshold of every method (default: configs/default.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     p.add_argument("--config", help="a calibrated config file: adds the 'ours: configured' row")
     p.add_argument("--max-size", type=int, default=1000, help="cluster.max_size of the chaining-guard rows")
     p.add_argument("--methods", help="comma-separated subset of: " + ", ".join(m.key for m in METHODS))
@@ -394,24 +397,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=3600.0, help="skip a method at a size it would exceed this")
     p.add_argument("--independent-nuisance", action="store_true",
                    help="distractors get their own pose bank and blur directions")
-    p.add_argument("--out", default="bench-results/quality", help="output directory")
-    p.add_argument("--quick", action="store_true", help="tiny sizes for the smoke test")
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.size_list = sorted({int(float(s)) for s in str(args.sizes).split(",") if s.strip()})
+    args.size_list = parse_sizes(args.sizes)
+    args.method_keys = method_keys(p, args)
+    return finish(p, args)
+
+
+def method_keys(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The methods run, in table order: ``--methods`` or all (``configured`` only with ``--config``)."""
     keys = [m.key for m in METHODS if m.key != "configured" or args.config]
-    if args.methods:
-        wanted = [k.strip() for k in args.methods.split(",") if k.strip()]
-        unknown = sorted(set(wanted) - set(BY_KEY))
-        if unknown:
-            p.error(f"unknown methods {unknown}; choose from {[m.key for m in METHODS]}")
-        if "configured" in wanted and not args.config:
-            p.error("method 'configured' needs --config FILE")
-        keys = [k for k in keys if k in wanted]
-    args.method_keys = keys
-    return args
+    if not args.methods:
+        return keys
+    wanted = [k.strip() for k in args.methods.split(",") if k.strip()]
+    unknown = sorted(set(wanted) - set(BY_KEY))
+    if unknown:
+        p.error(f"unknown methods {unknown}; choose from {[m.key for m in METHODS]}")
+    if "configured" in wanted and not args.config:
+        p.error("method 'configured' needs --config FILE")
+    return [k for k in keys if k in wanted]
 
 
 def settings_of(args: argparse.Namespace, base: Config, configs: dict[str, Config]) -> dict[str, Any]:
@@ -453,8 +459,8 @@ def run_size(args: argparse.Namespace, size: int, base: Config, configs: dict[st
     graph: Graph | None = None
     for key in args.method_keys:
         method = BY_KEY[key]
-        row = {"bench": "quality", "size": size, "n_faces": ds.n, "n_probe": int(ds.probe.sum()),
-               "n_identities": ds.probe_identities, "method": method.label, "key": key}
+        row = record("quality", size=size, n_faces=ds.n, n_probe=int(ds.probe.sum()),
+                     n_identities=ds.probe_identities, method=method.label, key=key)
         reason = skip_reason(method, ds.n, history, args)
         if reason:
             log.info("  %-28s %s", method.label, reason)
@@ -484,24 +490,22 @@ def run_size(args: argparse.Namespace, size: int, base: Config, configs: dict[st
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    setup_logging(args, quiet=logging.INFO, fmt="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     base = base_config(args)
     configs = variant_configs(args, base)
     settings = settings_of(args, base, configs)
-    out = Path(args.out)
-    rows: list[dict[str, Any]] = []
+    out, lines = Path(args.out), JsonLines()  # the rows on stdout; the files under --out (a directory)
     history: dict[str, tuple[int, float]] = {}
     log.info("quality benchmark: sizes %s, probe %d faces / %d identities, dim %d, methods %s", args.size_list,
              args.probe_faces, args.probe_identities, args.dim, ",".join(args.method_keys))
     for size in args.size_list:
         for row in run_size(args, size, base, configs, history, settings):
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            write_outputs(out, settings, rows, args.size_list, with_plot=False)
-        write_outputs(out, settings, rows, args.size_list)
-    write_outputs(out, settings, rows, args.size_list)
+            lines.emit(row)
+            write_outputs(out, settings, lines.records, args.size_list, with_plot=False)
+        write_outputs(out, settings, lines.records, args.size_list)
+    write_outputs(out, settings, lines.records, args.size_list)
     log.info("wrote %s", ", ".join(str(out / n) for n in ("results.json", "results.md", "quality.png")))
-    return rows
+    return lines.records
 
 
 if __name__ == "__main__":
