@@ -15,9 +15,10 @@ import pytest
 from daskcluster.gallery.lineage import lineage_in_force, read_lineage, resolve
 from daskcluster.gallery.manifest import GalleryError, read_manifest
 from daskcluster.gallery.queries import evaluate_gallery, export_assignments, face_clusters, gallery_status
-from daskcluster.run.consolidate import Candidates, consolidate_gallery, mutual_best
+from daskcluster.gallery.tables import load_shard
+from daskcluster.run.consolidate import consolidate_gallery
 from daskcluster.run.pipeline import run_day
-from daskcluster.stages.centres import load_shard
+from daskcluster.stages.consolidate import Candidates, mutual_best
 
 from .conftest import make_config, tree_digest
 from .test_cli import dc

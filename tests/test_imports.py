@@ -6,7 +6,7 @@ GPU_MODULES = ("cupy", "cudf", "cugraph", "dask_cuda", "rmm")
 
 
 def test_import_does_not_load_gpu_libraries():
-    code = ("import sys, daskcluster, daskcluster.cli, daskcluster.pipeline, daskcluster.backends;"
+    code = ("import sys, daskcluster, daskcluster.cli, daskcluster.run.pipeline, daskcluster.backends;"
             "daskcluster.backends.get_backend('cpu');"
             f"print([m for m in {GPU_MODULES!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -31,3 +31,21 @@ def test_dask_knows_the_size_of_a_partition():
 
     part = Part(0, np.arange(1000), np.zeros((1000, 256), np.float32), pa.table({"a": np.arange(1000)}))
     assert sizeof(part) >= 1000 * 256 * 4
+
+
+def test_only_backends_import_device_libraries():
+    """faiss, cupy, cudf and cugraph (what differs between CPU and GPU) are imported in ``backends/`` alone."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "daskcluster"
+    device = {"faiss", "cupy", "cudf", "cugraph", "dask_cuda", "rmm", "cuvs"}
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).parts[0] == "backends":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.relative_to(package)}: {n}" for n in names if n.split(".")[0] in device]
+    assert found == []

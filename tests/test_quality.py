@@ -14,9 +14,9 @@ from daskcluster.config import Config
 from daskcluster.eval.calibrate import calibrate, load_probe
 from daskcluster.eval.metrics import evaluate
 from daskcluster.gallery.queries import face_clusters
+from daskcluster.gallery.tables import load_shard
 from daskcluster.run import inprocess as engine
 from daskcluster.run.pipeline import run_day
-from daskcluster.stages.centres import load_shard
 
 from .conftest import REAL_DATA, make_config
 

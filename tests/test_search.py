@@ -3,7 +3,7 @@ import pickle
 import numpy as np
 
 from daskcluster.config import SearchConfig
-from daskcluster.search.index import (
+from daskcluster.search import (
     IndexSpec,
     build_shard,
     choose_index,

@@ -23,13 +23,26 @@ class Backend(Protocol):
         """An inner-product index over ``xb``: flat when ``centroids`` is None, else IVF with those lists."""
         ...
 
+    def probe(self, centroids: np.ndarray, xq: np.ndarray, nprobe: int) -> Any:
+        """The coarse assignment of queries ``xq`` to IVF lists, computed once per query partition and passed
+        to :meth:`search` for every shard; an implementation that quantizes inside its search returns None."""
+        ...
+
     def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None,
-               probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               coarse: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by exact inner product among the candidates (only those >= ``min_sim`` when given);
-        ``(D, I)`` with I local row numbers, ``-1`` / ``-inf`` for empty slots. ``probes``: the IVF lists
-        of each query, computed once per query partition (an implementation may recompute them)."""
+        ``(D, I)`` with I local row numbers, ``-1`` / ``-inf`` for empty slots. ``coarse``: what
+        :meth:`probe` returned for these queries, or None."""
         ...
 
     def connected_components(self, n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """Weakly connected component label (0..c-1) of each of ``n`` vertices given undirected edges."""
+        ...
+
+    def set_threads(self, threads: int) -> None:
+        """Threads the compute libraries may use in this process (a worker's share of the cores)."""
+        ...
+
+    def local_cluster(self, n_workers: int, threads_per_worker: int, memory_limit: str, dashboard_address: str) -> Any:
+        """The Dask cluster this backend runs on when the command starts its own (``LocalCluster`` on CPUs)."""
         ...

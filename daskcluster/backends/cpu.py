@@ -21,11 +21,12 @@ def below_to_empty(D: np.ndarray, I: np.ndarray, min_sim: float | None) -> tuple
 
 class CpuBackend:
     name = "cpu"
+    kmeans_on_gpu = False
 
     def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
         sample = np.ascontiguousarray(sample, dtype=np.float32)
         kmeans = faiss.Kmeans(sample.shape[1], nlist, niter=12, spherical=True, seed=seed,
-                              max_points_per_centroid=256, verbose=False)
+                              max_points_per_centroid=256, gpu=self.kmeans_on_gpu, verbose=False)
         kmeans.train(sample)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
@@ -38,10 +39,14 @@ class CpuBackend:
         index.add(xb)
         return index
 
+    def probe(self, centroids: np.ndarray, xq: np.ndarray, nprobe: int) -> np.ndarray:
+        """The ``nprobe`` lists of each query (the blocked IVF groups queries by them)."""
+        return ivf.probe(centroids, xq, nprobe)
+
     def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None,
-               probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               coarse: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(index, ivf.BlockedIVF):
-            return ivf.search(index, xq, k, nprobe, min_sim, probes)
+            return ivf.search(index, xq, k, nprobe, min_sim, coarse)
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
         return below_to_empty(D, I, min_sim)
 
@@ -50,3 +55,15 @@ class CpuBackend:
             (np.ones(len(src), dtype=np.int8), (src.astype(np.int64), dst.astype(np.int64))), shape=(n, n))
         _, labels = scipy.sparse.csgraph.connected_components(graph.tocsr(), directed=False)
         return labels.astype(np.int64)
+
+    def set_threads(self, threads: int) -> None:
+        faiss.omp_set_num_threads(threads)
+
+    def local_cluster(self, n_workers: int, threads_per_worker: int, memory_limit: str, dashboard_address: str) -> Any:
+        import logging
+
+        from distributed import LocalCluster
+
+        return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+                            memory_limit=memory_limit, dashboard_address=dashboard_address,
+                            silence_logs=logging.ERROR)

@@ -33,15 +33,7 @@ class GpuBackend(CpuBackend):
     """Search and k-means on the GPU (faiss-gpu), components with cuGraph."""
 
     name = "gpu"
-
-    def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
-        import faiss
-
-        sample = np.ascontiguousarray(sample, dtype=np.float32)
-        kmeans = faiss.Kmeans(sample.shape[1], nlist, niter=12, spherical=True, seed=seed,
-                              max_points_per_centroid=256, gpu=True, verbose=False)
-        kmeans.train(sample)
-        return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+    kmeans_on_gpu = True
 
     def build_index(self, xb: np.ndarray, centroids: np.ndarray | None) -> Any:
         """A faiss GPU index: flat, or IVF-Flat over the shared ``centroids``."""
@@ -60,9 +52,12 @@ class GpuBackend(CpuBackend):
         index.add(xb)
         return index
 
+    def probe(self, centroids: np.ndarray, xq: np.ndarray, nprobe: int) -> None:
+        """faiss-gpu quantizes on the device, inside its search."""
+        return None
+
     def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None,
-               probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """faiss-gpu quantizes on the device; ``probes`` is not needed there."""
+               coarse: None = None) -> tuple[np.ndarray, np.ndarray]:
         if hasattr(index, "nprobe"):
             index.nprobe = max(1, min(nprobe, index.nlist))
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), min(k, 2048))
@@ -82,3 +77,13 @@ class GpuBackend(CpuBackend):
         labels[result["vertex"].to_numpy()] = result["labels"].to_numpy()
         _, dense = np.unique(labels, return_inverse=True)
         return dense.astype(np.int64)
+
+    def local_cluster(self, n_workers: int, threads_per_worker: int, memory_limit: str, dashboard_address: str) -> Any:
+        """dask-cuda's ``LocalCUDACluster``: one worker per visible GPU (``n_workers`` is the most it starts)."""
+        import logging
+
+        from dask_cuda import LocalCUDACluster
+
+        return LocalCUDACluster(n_workers=min(n_workers, gpu_count()) or None, threads_per_worker=threads_per_worker,
+                                memory_limit=memory_limit, dashboard_address=dashboard_address,
+                                silence_logs=logging.ERROR)

@@ -72,10 +72,11 @@ def main(verbose: int) -> None:
 @contextlib.contextmanager
 def _cluster(cfg, scheduler, workers):
     """A client of the local cluster (or of ``--scheduler``) and per-stage progress bars."""
+    from daskcluster.backends import resolve_backend_name
     from daskcluster.deploy.connect import connect
 
     _quiet_dask()
-    with connect(cfg.dask, scheduler, workers) as client:
+    with connect(cfg.dask, scheduler, workers, resolve_backend_name(cfg.backend)) as client:
         console.print(f"Dask dashboard: [link]{client.dashboard_link}[/]")
         with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=False) as bars:
@@ -84,12 +85,15 @@ def _cluster(cfg, scheduler, workers):
 
 def _run_day(input_path, gallery, day, config_file, overrides, workers, scheduler, force) -> None:
     from daskcluster.cli.display import print_summary
+    from daskcluster.run.consolidate import consolidate_after_day
     from daskcluster.run.pipeline import run_day
 
     try:
         cfg = load_config(config_file, overrides)
         with _cluster(cfg, scheduler, workers) as (client, progress):
             result = run_day(client, input_path, gallery, cfg, day, force, progress)
+            if cfg.consolidate.after_day and result.status == "committed":
+                result.summary["consolidate"] = consolidate_after_day(client, gallery, cfg, progress)
     except (ConfigError, InputError, GalleryError) as exc:
         _fail(exc)
     print_summary(console, result)

@@ -1,4 +1,4 @@
-"""Connecting to Dask: a LocalCluster started for the run, or an existing scheduler."""
+"""Connecting to Dask: the backend's local cluster started for the run, or an existing scheduler."""
 from __future__ import annotations
 
 import contextlib
@@ -7,8 +7,9 @@ import os
 import socket
 from collections.abc import Iterator
 
-from distributed import Client, LocalCluster, WorkerPlugin
+from distributed import Client, WorkerPlugin
 
+from daskcluster.backends import get_backend
 from daskcluster.config import DaskConfig
 
 log = logging.getLogger(__name__)
@@ -36,33 +37,32 @@ def default_layout(cfg: DaskConfig, workers: int | None) -> tuple[int, int]:
     return n_workers, threads
 
 
-class FaissThreads(WorkerPlugin):
-    """Give faiss's OpenMP pool the worker's share of cores, on every worker, restarted ones included."""
+class BackendThreads(WorkerPlugin):
+    """Give the backend's compute libraries (faiss's OpenMP pool) the worker's share of cores, on every worker,
+    restarted ones included."""
 
-    name = "daskcluster-faiss-threads"
+    name = "daskcluster-backend-threads"
 
-    def __init__(self, threads: int):
-        self.threads = threads
+    def __init__(self, backend: str, threads: int):
+        self.backend, self.threads = backend, threads
 
     def setup(self, worker) -> None:
-        import faiss
-
-        faiss.omp_set_num_threads(self.threads)
+        get_backend(self.backend).set_threads(self.threads)
 
 
 @contextlib.contextmanager
-def connect(cfg: DaskConfig, scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
-    """A Client on ``scheduler``, or on a LocalCluster started (and stopped) here."""
+def connect(cfg: DaskConfig, scheduler: str | None = None, workers: int | None = None,
+            backend: str = "cpu") -> Iterator[Client]:
+    """A Client on ``scheduler``, or on the ``backend``'s local cluster started (and stopped) here."""
     if scheduler:
         with Client(scheduler) as client:
-            client.register_plugin(FaissThreads(1))
+            client.register_plugin(BackendThreads(backend, 1))
             yield client
         return
     n_workers, threads = default_layout(cfg, workers)
     port = free_port(cfg.dashboard_port)
-    with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
-                      memory_limit=cfg.memory_limit, dashboard_address=f":{port}",
-                      silence_logs=logging.ERROR) as local, Client(local) as client:
-        client.register_plugin(FaissThreads(max(1, (os.cpu_count() or 1) // (n_workers * threads))))
+    local = get_backend(backend).local_cluster(n_workers, threads, cfg.memory_limit, f":{port}")
+    with local, Client(local) as client:
+        client.register_plugin(BackendThreads(backend, max(1, (os.cpu_count() or 1) // (n_workers * threads))))
         log.info("local Dask cluster: %d workers x %d threads", n_workers, threads)
         yield client

@@ -33,7 +33,7 @@ import yaml
 from daskcluster.config import Config, validate_config
 from daskcluster.eval.metrics import evaluate
 from daskcluster.run import inprocess
-from daskcluster.search.index import id_hash
+from daskcluster.search import id_hash
 from daskcluster.stages import prepare
 from daskcluster.stages.inputs import InputError, discover_inputs
 from daskcluster.stages.linking import restrict

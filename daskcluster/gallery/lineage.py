@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from daskcluster.gallery.layout import lineage_path
 from daskcluster.gallery.manifest import GalleryError, Manifest, atomic_write_bytes
 
 __all__ = ["LINEAGE_SCHEMA", "lineage_in_force", "lineage_path", "read_lineage", "resolve", "resolve_table",
@@ -33,11 +34,6 @@ LINEAGE_SCHEMA = pa.schema([
     pa.field("version", pa.int64()),
 ])
 _MAX_PASSES = 64  # pointer jumping doubles the links followed each pass: chains of up to 2**64 links
-
-
-def lineage_path(version: int) -> str:
-    """Gallery-relative path of the lineage table written by ``version``."""
-    return f"lineage/v{version:06d}.parquet"
 
 
 def lineage_in_force(manifest: Manifest) -> str | None:

@@ -30,9 +30,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from daskcluster.gallery.layout import MANIFEST, version_dir  # noqa: F401  (version_dir: re-exported)
+
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
@@ -136,12 +137,6 @@ def write_manifest(gallery: str | Path, manifest: Manifest) -> None:
     atomic_write_bytes(Path(gallery) / MANIFEST, data)
 
 
-def version_dir(kind: str, version: int, day: str | None = None) -> str:
-    """Gallery-relative directory of one version's output of ``kind``."""
-    base = kind if day is None else f"{kind}/day={day}"
-    return f"{base}/v{version:06d}"
-
-
 def remove_uncommitted(gallery: str | Path, rel_dirs: list[str]) -> None:
     """Delete what a failed run wrote, and the directories it created that are now empty."""
     root = Path(gallery)
@@ -178,12 +173,14 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def committed_assignment_files(gallery: str | Path, manifest: Manifest | None) -> list[Path]:
-    if manifest is None:
-        return []
+def assignment_files(gallery: str | Path, days: list[DayRecord]) -> list[Path]:
+    """The assignment files of ``days``, in day order."""
     root = Path(gallery)
-    return [f for d in sorted(manifest.days, key=lambda r: r.day)
-            for f in sorted((root / d.assignments).glob("*.parquet"))]
+    return [f for d in sorted(days, key=lambda r: r.day) for f in sorted((root / d.assignments).glob("*.parquet"))]
+
+
+def committed_assignment_files(gallery: str | Path, manifest: Manifest | None) -> list[Path]:
+    return [] if manifest is None else assignment_files(gallery, manifest.days)
 
 
 def read_face_ids(path: str | Path) -> np.ndarray:

@@ -1,21 +1,31 @@
-"""The day pipeline in one process, on arrays, with an in-memory gallery: for calibration sweeps and the
-quality benchmark, where hundreds of settings are tried on the same faces.
+"""The day pipeline in this process, on arrays: for calibration sweeps, the quality benchmark and tests, where
+many settings are tried on the same faces.
 
-It is not a second implementation: every step calls the functions the Dask tasks call (``prepare``,
-``assign.decide``, ``linking``, ``components``, ``shards``), with one partition and one shard, so a setting
-chosen here behaves the same in ``run-day`` (a test checks the two give the same clusters).
+Not a second implementation: :func:`run_days` runs the very pipeline of ``run-day`` (:mod:`daskcluster.run.pipeline`)
+on an :class:`~daskcluster.run.executor.InProcessExecutor`, into a gallery in a temporary directory; and
+:func:`search_graph` / :func:`cluster_graph` are step 2's two halves (:mod:`daskcluster.run.day_cluster`) on one
+partition, so a sweep can search once and link many times.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from daskcluster.backends import resolve_backend_name
 from daskcluster.config import ClusterConfig, Config
-from daskcluster.search.index import choose_index, merge_topk, sample_rows, search_shard, train_quantizer
-from daskcluster.stages import assign, centres, components, knn, linking, prepare
-from daskcluster.stages.ingest import Part, unassigned_view
+from daskcluster.gallery.manifest import read_manifest
+from daskcluster.run.day_cluster import Graph, knn_graph, link_components
+from daskcluster.run.executor import Done, InProcessExecutor
+from daskcluster.run.pipeline import run_day
+from daskcluster.stages import components, linking
+from daskcluster.stages.ingest import Part
+
+__all__ = ["DayData", "cluster_graph", "run_days", "search_graph", "to_part"]
 
 
 @dataclass
@@ -42,90 +52,52 @@ def to_part(day: DayData, index: int = 0) -> Part:
 
 
 def search_graph(part: Part, cfg: Config, threshold: float | None = None) -> linking.Neighbours:
-    """k-NN lists of a part's searchable faces among themselves, as the ``knn-*`` tasks compute them (the
-    same index choice; one shard)."""
-    c = cfg.cluster
-    t = c.threshold if threshold is None else threshold
-    n = int(part.searchable.sum())
-    spec = choose_index(n, cfg.search)
-    centroids = None
-    if not spec.is_flat:
-        n_max = max(cfg.search.train_sample, 39 * spec.nlist)
-        centroids = train_quantizer([knn.graph_sample(part, n_max)], spec.nlist, n_max, cfg.backend)
-    shard = knn.graph_shard([part], 0, spec, centroids, cfg.backend)
-    probes = None if spec.is_flat else knn.probe_part(part, centroids, spec.nprobe)
-    best = knn.knn_search(shard, part, c.k + 1, t, probes)
-    return linking.neighbours(best, 0, c.k, t)
+    """k-NN lists of a part's searchable faces among themselves, as the ``knn-*`` tasks compute them (the same
+    index choice), at ``threshold`` (default ``cluster.threshold``)."""
+    if threshold is not None:
+        cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"threshold": threshold})})
+    ex = InProcessExecutor()
+    graph = knn_graph(ex, cfg, resolve_backend_name(cfg.backend), part.x.shape[1], [Done(part)])
+    return ex.gather(graph.nbs[0])
 
 
 def cluster_graph(nb: linking.Neighbours, face_ids: np.ndarray, cfg: ClusterConfig, next_id: int = 0,
                   backend: str = "cpu") -> components.ComponentResult:
-    """Linking rules, components and the chaining guard on one table of neighbour lists."""
+    """Linking rules, components and the chaining guard on one table of neighbour lists (restricted to
+    ``cfg.threshold``), as step 2 runs them."""
     nb = linking.restrict(nb, cfg.threshold)
-    ann = linking.annotate(nb, nb) if linking.needs_annotation(cfg) else None
-    edges = linking.link(nb, ann, cfg)
-    roots = components.vertex_roots(len(nb), components.edge_forest(edges, backend))
-    recuts = []
-    if cfg.max_size:
-        over = components.oversize_roots(roots, cfg.max_size)
-        if len(over):
-            inputs = linking.cut_inputs(edges, roots, 0, over, 1)
-            recuts = [linking.recut(inputs, cfg.threshold, cfg.max_size, cfg.recut_step, backend)]
-    return components.label_components(roots, [face_ids], next_id, recuts)
+    graph = Graph([len(nb)], [0], None, [], [range(1)], [], [Done(nb)])
+    ex = InProcessExecutor()
+    result, _ = link_components(ex, cfg, backend, graph, [Done(face_ids)], next_id, [None])
+    return ex.gather(result)
 
 
-class Engine:
-    """A gallery in memory (one shard) that days run into, as ``run-day`` runs them into a directory."""
+def _write_day(day: DayData, path: Path) -> None:
+    x = np.asarray(day.features, np.float32)
+    feature = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel(), pa.float32()), x.shape[1])
+    columns = {"face_id": pa.array(np.asarray(day.ids, np.int64)), "feature": feature}
+    pq.write_table(pa.table({**columns, **{k: pa.array(v) for k, v in day.meta.items()}}), path)
 
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
-        self.table: centres.ClusterShard | None = None
-        self.next_id = 0
-        self.mean: np.ndarray | None = None
-        self.days = 0
 
-    def run_day(self, day: DayData, name: str = "2026-01-01") -> tuple[np.ndarray, dict]:
-        """Cluster ids of the day's faces (input order) and the day's counts."""
-        cfg = self.cfg
-        part = to_part(day)
-        if self.days == 0 and cfg.preprocess.centre:
-            self.mean = prepare.mean_feature([prepare.unit_sum(part)])
-        part = prepare.prepare(part, self.mean, cfg.quality)
-        if self.table is None:
-            self.table = centres.empty_shard(0, part.x.shape[1])
-        if len(self.table):
-            part = assign.decide(part, self._assign_search(part), cfg.assign, cfg.quality.join_threshold)
-        else:
-            part = assign.unassigned_part(part)
-        rest = unassigned_view(part)
-        result = cluster_graph(search_graph(rest, cfg), rest.ids, cfg.cluster, self.next_id, cfg.backend)
-        self.table = centres.update_shard(self.table, centres.reduce_sums(assign.assigned_sums(part, 1), part.x.shape[1]),
-                                         centres.reduce_sums(components.new_cluster_sums(rest, result.cluster_id, 1),
-                                                            part.x.shape[1]), name)
-        self.next_id += result.n_clusters
-        self.days += 1
-        labels = part.cluster_id.copy()
-        labels[labels < 0] = result.cluster_id
-        counts = {"assigned": int((part.cluster_id >= 0).sum()), "ambiguous": int(part.ambiguous.sum()),
-                  "low_quality": int(part.low_quality.sum()), "new_clusters": result.n_clusters,
-                  "largest_new_cluster": result.largest, "cut_components": len(result.cuts)}
-        return labels, counts
-
-    def _assign_search(self, part: Part) -> tuple[np.ndarray, np.ndarray]:
-        table, cfg = self.table, self.cfg
-        spec = choose_index(len(table), cfg.search)
-        centroids = None
-        if not spec.is_flat:
-            n_max = max(cfg.search.train_sample, 39 * spec.nlist)
-            centroids = train_quantizer([sample_rows(table.cluster_id, table.centres(), n_max)], spec.nlist, n_max,
-                                        cfg.backend)
-        index = assign.gallery_search_shard(table, spec, centroids, cfg.backend, cfg.cluster.max_size)
-        probes = None if spec.is_flat else assign.probe_part(part, centroids, spec.nprobe)
-        return merge_topk([search_shard(index, part.x, assign.ASSIGN_K, cfg.assign.threshold, probes)],
-                          assign.ASSIGN_K)
+def _day_labels(gallery: Path, ids: np.ndarray) -> np.ndarray:
+    """Cluster id of each of ``ids`` in the gallery's last committed day (input order)."""
+    record = max(read_manifest(gallery).days, key=lambda d: d.day)
+    table = pa.concat_tables([pq.read_table(f, columns=["face_id", "cluster_id"])
+                              for f in sorted((gallery / record.assignments).glob("*.parquet"))])
+    got = dict(zip(table.column("face_id").to_numpy().tolist(), table.column("cluster_id").to_numpy().tolist()))
+    return np.array([got[i] for i in np.asarray(ids).tolist()], np.int64)
 
 
 def run_days(days: list[DayData], cfg: Config) -> list[np.ndarray]:
-    """Cluster ids of every day's faces, days run in order into one fresh in-memory gallery."""
-    engine = Engine(cfg)
-    return [engine.run_day(d, f"2026-01-{i + 1:02d}")[0] for i, d in enumerate(days)]
+    """Cluster ids of every day's faces (input order), the days run in order through the day pipeline into one
+    fresh gallery (in a temporary directory, removed afterwards)."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="daskcluster-") as tmp:
+        gallery = Path(tmp) / "gallery"
+        for i, day in enumerate(days):
+            path = Path(tmp) / f"day-{i}.parquet"
+            _write_day(day, path)
+            run_day(InProcessExecutor(), path, gallery, cfg, day=f"2026-01-{i + 1:02d}")
+            out.append(_day_labels(gallery, day.ids))
+            path.unlink()
+    return out

@@ -3,14 +3,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from functools import partial
 from pathlib import Path
 
+from daskcluster.backends import resolve_backend_name
 from daskcluster.config import Config
+from daskcluster.gallery.layout import quantizer_path
 from daskcluster.gallery.manifest import GalleryError, read_manifest, write_manifest, write_npy_atomic
-from daskcluster.search.index import choose_index, sample_rows, train_quantizer
-from daskcluster.stages.centres import load_shard
+from daskcluster.gallery.tables import load_shard
+from daskcluster.run.executor import InProcessExecutor
+from daskcluster.search import choose_index, quantizer, sample_rows
 
 log = logging.getLogger(__name__)
+
+__all__ = ["retrain_quantizer"]
+
+
+def _shard_sample(snapshot: Path, dim: int, shard: int, n_max: int) -> tuple:
+    """One shard's share of the training sample (the shard is loaded, sampled and dropped)."""
+    table = load_shard(snapshot, shard, dim)
+    return sample_rows(table.cluster_id, table.centres(), n_max)
 
 
 def retrain_quantizer(gallery: str | Path, cfg: Config) -> dict:
@@ -20,19 +32,17 @@ def retrain_quantizer(gallery: str | Path, cfg: Config) -> dict:
     if manifest is None or manifest.snapshot is None or manifest.n_clusters == 0:
         raise GalleryError(f"{gallery} has no committed clusters to train on")
     spec = choose_index(manifest.n_clusters, cfg.search.model_copy(update={"flat_below": 0, "exact": False}))
-    n_max = max(cfg.search.train_sample, 39 * spec.nlist)
-    samples = []
-    for s in range(manifest.n_shards):
-        shard = load_shard(Path(gallery) / manifest.snapshot, s, manifest.dim)
-        samples.append(sample_rows(shard.cluster_id, shard.centres(), n_max))
-    centroids = train_quantizer(samples, spec.nlist, n_max, cfg.backend if cfg.backend != "auto" else "cpu")
+    ex = InProcessExecutor()
+    sample = partial(_shard_sample, Path(gallery) / manifest.snapshot, manifest.dim)
+    trained = quantizer(ex, "assign", spec, cfg.search, resolve_backend_name(cfg.backend),
+                        list(range(manifest.n_shards)), sample)
     version = manifest.version + 1
-    rel = f"quantizers/v{version:06d}.npy"
-    write_npy_atomic(centroids, Path(gallery) / rel)
-    quantizer = {"path": rel, "nlist": spec.nlist}
+    rel = quantizer_path(version)
+    write_npy_atomic(ex.gather(trained.centroids), Path(gallery) / rel)
+    record = {"path": rel, "nlist": spec.nlist}
     days = list(manifest.days)
     if days:
-        days[-1] = dataclasses.replace(days[-1], quantizer=quantizer)
-    write_manifest(gallery, dataclasses.replace(manifest, version=version, quantizer=quantizer, days=days))
+        days[-1] = dataclasses.replace(days[-1], quantizer=record)
+    write_manifest(gallery, dataclasses.replace(manifest, version=version, quantizer=record, days=days))
     log.info("quantizer with %d lists trained on %d clusters", spec.nlist, manifest.n_clusters)
-    return {"version": version, **quantizer, "clusters": manifest.n_clusters}
+    return {"version": version, **record, "clusters": manifest.n_clusters}

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daskcluster.config import Config
-from daskcluster.gallery.manifest import DayRecord, GalleryError, Manifest, read_manifest, version_dir
+from daskcluster.gallery.layout import DayOutputs, day_outputs
+from daskcluster.gallery.manifest import DayRecord, GalleryError, Manifest, read_manifest
 from daskcluster.stages.inputs import (
     InputError,
     InputFile,
@@ -52,6 +53,11 @@ class DayPlan:
     n_shards: int
     skip_reason: str | None = None
     dropped_days: list[str] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> DayOutputs:
+        """Gallery-relative paths this run writes (all new: named by the new version)."""
+        return day_outputs(self.version, self.day)
 
 
 def base_state(manifest: Manifest | None, day: str) -> BaseState:
@@ -105,15 +111,3 @@ def plan_day(input_path: str | Path, gallery: str | Path, cfg: Config, day: str 
     if manifest is not None and skip is None:
         plan.dropped_days = sorted(d.day for d in manifest.days if d.day >= day)
     return plan
-
-
-def output_dirs(plan: DayPlan) -> dict[str, str]:
-    """Gallery-relative directories this run writes (all new: named by the new version)."""
-    return {
-        "snapshot": version_dir("snapshots", plan.version),
-        "assignments": version_dir("assignments", plan.version, plan.day),
-        "quarantine": version_dir("quarantine", plan.version, plan.day),
-        "report": version_dir("reports", plan.version, plan.day),
-        "quantizer": f"quantizers/v{plan.version:06d}.npy",
-        "preprocess": f"preprocess/v{plan.version:06d}-centre.npy",
-    }

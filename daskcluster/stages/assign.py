@@ -6,20 +6,20 @@ updated once, at their owning shard, from per-cluster sums of the faces that joi
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from daskcluster.backends import ivf
 from daskcluster.config import AssignConfig
-from daskcluster.search.index import IndexSpec, Shard, build_shard, search_shard
-from daskcluster.stages.centres import ClusterShard, ClusterSums, group_sums
+from daskcluster.search import IndexShard, IndexSpec, build_shard, search_shard
+from daskcluster.stages.centres import CentreTable, ClusterSums, group_sums
 from daskcluster.stages.ingest import Part
 
 ASSIGN_K = 2  # the runner-up is kept for the assignment margin guard
 
 
-def gallery_search_shard(shard: ClusterShard, spec: IndexSpec, centroids: np.ndarray | None,
-                         backend: str, max_size: int = 0) -> Shard:
+def gallery_search_shard(shard: CentreTable, spec: IndexSpec, centroids: np.ndarray | None,
+                         backend: str, max_size: int = 0) -> IndexShard:
     """The searchable form of a gallery shard: the centres of its joinable clusters, keyed by cluster id.
     A low-quality singleton is a cluster no face may join, and so is a cluster that has reached
     ``cluster.max_size`` faces (the chaining guard's bound holds across days too: a cluster grows past it
@@ -28,16 +28,16 @@ def gallery_search_shard(shard: ClusterShard, spec: IndexSpec, centroids: np.nda
     return build_shard(shard.cluster_id[ok], shard.centres()[ok], spec, centroids, backend)
 
 
-def search_part(shard: Shard, part: Part, k: int, min_sim: float,
-                probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search_part(shard: IndexShard, part: Part, k: int, min_sim: float,
+                coarse: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``assign-search`` task: top-k gallery clusters at or above ``min_sim`` (the assignment
     threshold: nothing below it can be chosen) of a partition's faces, in one shard."""
-    return search_shard(shard, part.x, k, min_sim, probes)
+    return search_shard(shard, part.x, k, min_sim, coarse)
 
 
-def probe_part(part: Part, centroids: np.ndarray, nprobe: int) -> np.ndarray:
-    """The ``assign-probe`` task: the IVF lists of a partition's faces, computed once for every shard."""
-    return ivf.probe(centroids, part.x, nprobe)
+def queries(part: Part) -> np.ndarray:
+    """The features the assignment searches: every face of the partition."""
+    return part.x
 
 
 def decide(part: Part, best: tuple[np.ndarray, np.ndarray], cfg: AssignConfig, join_low: float) -> Part:

@@ -1,23 +1,18 @@
-"""Gallery shards: the clusters one shard owns (``cluster_id % n_shards``), their counts and mean features.
+"""Centre tables: the clusters one gallery shard owns (``cluster_id % n_shards``), their counts and mean features.
 
 A cluster's centre is the L2-normalised mean of its members' unit features. The mean itself is stored, so
-that adding members is exact: ``mean' = (mean * count + sum) / (count + n)``.
+that adding members is exact: ``mean' = (mean * count + sum) / (count + n)`` (:func:`add_members`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import scipy.sparse
-
-from daskcluster.gallery.manifest import write_parquet_atomic
 
 
 @dataclass
-class ClusterShard:
+class CentreTable:
     shard: int
     cluster_id: np.ndarray   # (n,) int64, ascending
     count: np.ndarray        # (n,) int64
@@ -33,42 +28,22 @@ class ClusterShard:
         norms = np.linalg.norm(self.mean, axis=1, keepdims=True)
         return (self.mean / np.maximum(norms, 1e-12)).astype(np.float32)
 
+    def positions(self, cluster_id: np.ndarray, what: str) -> np.ndarray:
+        """Rows of ``cluster_id`` (ascending ids) in this table; ``ValueError`` naming ``what`` when the table
+        does not own them all."""
+        pos = np.searchsorted(self.cluster_id, cluster_id)
+        if len(pos) and not np.array_equal(self.cluster_id[np.minimum(pos, len(self) - 1)], cluster_id):
+            raise ValueError(f"shard {self.shard}: {what} clusters it does not own")
+        return pos
 
-def empty_shard(shard: int, dim: int) -> ClusterShard:
-    return ClusterShard(shard, np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, dim), np.float32),
+    def __sizeof__(self) -> int:
+        return int(self.cluster_id.nbytes + self.count.nbytes + self.mean.nbytes + self.first_day.nbytes
+                   + self.last_day.nbytes + self.joinable.nbytes)
+
+
+def empty_shard(shard: int, dim: int) -> CentreTable:
+    return CentreTable(shard, np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, dim), np.float32),
                         np.empty(0, "datetime64[D]"), np.empty(0, "datetime64[D]"), np.empty(0, bool))
-
-
-def shard_path(snapshot_dir: Path, shard: int) -> Path:
-    return snapshot_dir / f"shard-{shard:05d}.parquet"
-
-
-def load_shard(snapshot_dir: str | Path | None, shard: int, dim: int) -> ClusterShard:
-    """The shard's clusters from a snapshot (empty when there is no snapshot yet)."""
-    if snapshot_dir is None:
-        return empty_shard(shard, dim)
-    t = pq.read_table(shard_path(Path(snapshot_dir), shard))
-    mean = t.column("mean").combine_chunks().flatten().to_numpy().reshape(-1, dim)
-    joinable = (t.column("joinable").to_numpy(zero_copy_only=False).astype(bool) if "joinable" in t.schema.names
-                else np.ones(t.num_rows, bool))
-    return ClusterShard(shard, t.column("cluster_id").to_numpy(), t.column("count").to_numpy(),
-                        mean.astype(np.float32), t.column("first_day").to_numpy().astype("datetime64[D]"),
-                        t.column("last_day").to_numpy().astype("datetime64[D]"), joinable)
-
-
-def write_shard(shard: ClusterShard, snapshot_dir: str | Path) -> int:
-    """Write the shard's table; returns its cluster count."""
-    d = shard.mean.shape[1]
-    table = pa.table({
-        "cluster_id": pa.array(shard.cluster_id, pa.int64()),
-        "count": pa.array(shard.count, pa.int64()),
-        "mean": pa.FixedSizeListArray.from_arrays(pa.array(shard.mean.ravel(), pa.float32()), d),
-        "first_day": pa.array(shard.first_day, pa.date32()),
-        "last_day": pa.array(shard.last_day, pa.date32()),
-        "joinable": pa.array(shard.joinable, pa.bool_()),
-    })
-    write_parquet_atomic(table, shard_path(Path(snapshot_dir), shard.shard))
-    return len(shard)
 
 
 @dataclass
@@ -82,6 +57,9 @@ class ClusterSums:
 
     def joinable_mask(self) -> np.ndarray:
         return np.ones(len(self.cluster_id), bool) if self.joinable is None else self.joinable
+
+    def __sizeof__(self) -> int:
+        return int(self.cluster_id.nbytes + self.sums.nbytes + self.count.nbytes)
 
 
 def group_sums(cluster_id: np.ndarray, x: np.ndarray, joinable: np.ndarray | None = None) -> ClusterSums:
@@ -114,15 +92,18 @@ def reduce_sums(parts: list[ClusterSums], dim: int) -> ClusterSums:
     return ClusterSums(uniq, sums, counts.astype(np.int64), ok)
 
 
-def update_shard(shard: ClusterShard, existing: ClusterSums, new: ClusterSums, day: str) -> ClusterShard:
+def add_members(mean: np.ndarray, count: np.ndarray, pos: np.ndarray, sums: np.ndarray, n: np.ndarray) -> None:
+    """Add members (their feature ``sums`` and counts ``n``) to the clusters at rows ``pos``, in place: float64
+    ``mean`` and int64 ``count``."""
+    mean[pos] = (mean[pos] * count[pos, None] + sums) / (count[pos] + n)[:, None]
+    count[pos] += n
+
+
+def update_shard(shard: CentreTable, existing: ClusterSums, new: ClusterSums, day: str) -> CentreTable:
     """Add the day's members to existing clusters and append the day's new clusters."""
-    pos = np.searchsorted(shard.cluster_id, existing.cluster_id)
-    if len(pos) and not np.array_equal(shard.cluster_id[np.minimum(pos, len(shard) - 1)], existing.cluster_id):
-        raise ValueError(f"shard {shard.shard}: update for clusters it does not own")
-    count = shard.count.copy()
-    mean = shard.mean.astype(np.float64)
-    mean[pos] = (mean[pos] * count[pos, None] + existing.sums) / (count[pos] + existing.count)[:, None]
-    count[pos] += existing.count
+    pos = shard.positions(existing.cluster_id, "update for")
+    count, mean = shard.count.copy(), shard.mean.astype(np.float64)
+    add_members(mean, count, pos, existing.sums, existing.count)
     last = shard.last_day.copy()
     last[pos] = np.datetime64(day, "D")
     today = np.full(len(new.cluster_id), np.datetime64(day, "D"))

@@ -31,6 +31,9 @@ class ComponentResult:
     largest: int
     cuts: list[dict] = field(default_factory=list)  # the chaining guard's re-cuts, "root" as a face id
 
+    def __sizeof__(self) -> int:
+        return int(self.cluster_id.nbytes)
+
 
 def unassigned_ids(part: Part) -> np.ndarray:
     return part.ids[part.unassigned]

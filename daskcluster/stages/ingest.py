@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from daskcluster.config import IngestConfig
-from daskcluster.search.index import id_hash
+from daskcluster.search import id_hash
 from daskcluster.stages.inputs import InputError, PartitionSpec, read_rows
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,11 @@ class Part:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def __sizeof__(self) -> int:
+        bad = self.bad.nbytes if self.bad is not None else 0
+        return int(self.ids.nbytes + self.x.nbytes + self.meta.nbytes + bad + self.cluster_id.nbytes
+                   + self.similarity.nbytes + self.low_q.nbytes + self.ambiguous.nbytes)
 
     @property
     def low_quality(self) -> np.ndarray:

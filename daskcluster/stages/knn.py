@@ -6,15 +6,16 @@ Low-quality faces are vertices too (each becomes a singleton) but are neither in
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from daskcluster.backends import ivf
-from daskcluster.search.index import IndexSpec, Shard, build_shard, sample_rows, search_shard
+from daskcluster.search import IndexShard, IndexSpec, build_shard, sample_rows, search_shard
 from daskcluster.stages.ingest import Part
 
 
 def graph_shard(parts: list[Part], offset: int, spec: IndexSpec, centroids: np.ndarray | None,
-                backend: str) -> Shard:
+                backend: str) -> IndexShard:
     """The ``knn-build`` task: index the unassigned faces of consecutive partitions under their vertex
     numbers (``offset`` is the first partition's)."""
     x = np.concatenate([p.x[p.searchable] for p in parts])
@@ -39,18 +40,18 @@ def graph_sample(part: Part, n_max: int) -> tuple[np.ndarray, np.ndarray]:
     return sample_rows(part.ids[mask], part.x[mask], n_max)
 
 
-def probe_part(part: Part, centroids: np.ndarray, nprobe: int) -> np.ndarray:
-    """The ``knn-probe`` task: the IVF lists of a partition's unassigned faces, once for every shard."""
-    return ivf.probe(centroids, part.x[part.searchable], nprobe)
+def queries(part: Part) -> np.ndarray:
+    """The features step 2 searches: the partition's searchable (unassigned, not low-quality) faces."""
+    return part.x[part.searchable]
 
 
-def knn_search(shard: Shard, part: Part, k: int, min_sim: float,
-               probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def knn_search(shard: IndexShard, part: Part, k: int, min_sim: float,
+               coarse: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``knn-search`` task: top-k neighbours at or above ``min_sim`` of the unassigned faces in one shard
     (callers ask for ``cluster.k + 1``: a face finds itself). Only those can become edges. Rows of
     low-quality faces stay empty."""
     mask = part.searchable
-    D, I = search_shard(shard, part.x[mask], k, min_sim, probes)
+    D, I = search_shard(shard, part.x[mask], k, min_sim, coarse)
     if mask.all():
         return D, I
     D_all = np.full((len(mask), k), -np.inf, np.float32)

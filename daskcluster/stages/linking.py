@@ -17,7 +17,7 @@ a kind of bridge without a trained model, and each is a config option (``cluster
   threshold ``t <- t + (1 - t) * recut_step``, freezing every piece as soon as it fits.
 
 All functions are pure and work on one partition's neighbour lists or one bucket of oversized components,
-so the pipeline runs them as tasks, and ``engine`` runs the very same functions in one process.
+so the pipeline runs them as tasks, on a Dask cluster or in process (:mod:`daskcluster.run.executor`).
 """
 from __future__ import annotations
 

@@ -1,0 +1,71 @@
+"""Step 1 of a day on the executor: each face against the gallery's centres, where the shards live."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from daskcluster.gallery.tables import load_shard
+from daskcluster.run.day import Day
+from daskcluster.search import Quantizer, choose_index, quantizer, sample_rows
+from daskcluster.search.fanout import search_all
+from daskcluster.stages import assign, centres, ingest
+
+__all__ = ["Assigned", "assign_day"]
+
+
+@dataclass
+class Assigned:
+    """Per partition, a handle of its faces with their decisions; per gallery shard, a handle of its centre
+    table (on the worker that holds it); the counts; and the quantizer, when trained today."""
+
+    parts: list
+    tables: list
+    assigned: int = 0
+    assign_ambiguous: int | None = None
+    assigned_low_quality: int | None = None
+    assign_index: str | None = None
+    assign_quantizer: str | None = None
+    quantizer: Quantizer | None = None
+
+
+def _gallery_sample(table: centres.CentreTable, n_max: int) -> tuple:
+    return sample_rows(table.cluster_id, table.centres(), n_max)
+
+
+def _count_assigned(part: ingest.Part) -> tuple[int, int, int]:
+    """(assigned, sent to step 2 by the margin, assigned low-quality faces)."""
+    is_assigned = part.cluster_id >= 0
+    return int(is_assigned.sum()), int(part.ambiguous.sum()), int((is_assigned & part.low_quality).sum())
+
+
+def _first_day(ex, day: Day, parts: list) -> Assigned:
+    """An empty gallery: every face goes to step 2; the shards start empty."""
+    parts = ex.wait("assign", [ex.submit("assign-skip", assign.unassigned_part, p) for p in parts])
+    tables = ex.spread("load-shard", centres.empty_shard, [(s, day.dim) for s in range(day.plan.n_shards)])
+    return Assigned(parts, tables)
+
+
+def assign_day(ex, day: Day, parts: list) -> Assigned:
+    """Every partition searched against every gallery shard; the best cluster at or above ``assign.threshold``
+    is chosen (see :func:`daskcluster.stages.assign.decide`). The gallery's quantizer is reused while its list
+    count is what the index rule picks for the gallery's size (nlist ~ 2 sqrt(n): it is re-trained each time the
+    gallery has grown ~4x)."""
+    plan, cfg = day.plan, day.cfg
+    if plan.base.n_clusters == 0:
+        return _first_day(ex, day, parts)
+    snapshot = day.path(plan.base.snapshot)
+    tables = ex.wait("load-shard", ex.spread("load-shard", load_shard,
+                                             [(snapshot, s, day.dim) for s in range(plan.n_shards)]))
+    spec = choose_index(plan.base.n_clusters, cfg.search)
+    quant = quantizer(ex, "assign", spec, cfg.search, day.backend, tables, _gallery_sample, plan.base.quantizer,
+                      plan.gallery)
+    index = [ex.submit_at(h, "gallery-index", assign.gallery_search_shard, t, spec, quant.centroids, day.backend,
+                          cfg.cluster.max_size) for t, h in zip(tables, ex.homes(tables))]
+    coarse = None if spec.is_flat else (assign.queries, quant.centroids, spec.nprobe, day.backend)
+    best = search_all(ex, "assign", index, parts, assign.search_part, assign.ASSIGN_K, coarse,
+                      min_sim=cfg.assign.threshold)
+    parts = ex.wait("assign", [ex.submit("assign-decide", assign.decide, p, b, cfg.assign, cfg.quality.join_threshold)
+                               for p, b in zip(parts, best)])
+    counts = ex.gather([ex.submit("count", _count_assigned, p) for p in parts])
+    used = None if spec.is_flat else ("trained" if quant.trained else f"reused {plan.base.quantizer['path']}")
+    return Assigned(parts, tables, sum(c[0] for c in counts), sum(c[1] for c in counts), sum(c[2] for c in counts),
+                    spec.describe(), used, quant if quant.trained else None)

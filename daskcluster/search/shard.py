@@ -1,0 +1,85 @@
+"""One shard of a database: vectors with their global ids and an index over them, searched where it lives.
+
+Vocabulary follows faiss: ``xq`` queries, ``xb`` database, ``D`` similarities (inner products of unit vectors,
+i.e. cosine), ``I`` ids, ``k`` neighbours. IVF search keeps the vectors themselves, so every candidate is scored
+by the exact inner product: the lists only decide which vectors are candidates. Every shard of one search shares
+one coarse quantizer, so a query probes the same lists in every shard and the merged result does not depend on
+how the database is split into shards.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from daskcluster.backends import get_backend
+from daskcluster.search.index import IndexSpec
+
+__all__ = ["IndexShard", "build_shard", "probe", "search_shard"]
+
+
+@dataclass
+class IndexShard:
+    """Vectors ``xb`` with their global ``ids`` and an index over them, built lazily on the worker.
+
+    Pickles without the index (indexes do not pickle); the index is rebuilt where it lands."""
+
+    ids: np.ndarray
+    xb: np.ndarray
+    centroids: np.ndarray | None
+    nprobe: int
+    backend: str
+    _index: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_index"] = None
+        return state
+
+    @property
+    def index(self) -> Any:
+        if self._index is None:
+            self._index = get_backend(self.backend).build_index(self.xb, self.centroids)
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __sizeof__(self) -> int:
+        centroids = self.centroids.nbytes if self.centroids is not None else 0
+        return int(2 * self.xb.nbytes + self.ids.nbytes + centroids)  # the index holds a copy of the vectors
+
+
+def build_shard(ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np.ndarray | None,
+                backend: str) -> IndexShard:
+    shard = IndexShard(ids=ids, xb=xb, centroids=None if spec.is_flat else centroids, nprobe=spec.nprobe,
+                       backend=backend)
+    if len(shard):
+        _ = shard.index
+    return shard
+
+
+def probe(xq: np.ndarray, centroids: np.ndarray, nprobe: int, backend: str) -> Any:
+    """The coarse assignment of queries ``xq`` (what the backend's IVF search needs, or None), computed once
+    per query partition for every shard."""
+    return get_backend(backend).probe(centroids, xq, nprobe)
+
+
+def search_shard(shard: IndexShard, xq: np.ndarray, k: int, min_sim: float | None = None,
+                 coarse: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` of ``xq`` in one shard (only neighbours >= ``min_sim`` when given): ``(D, I)`` with global
+    ids; empty slots are ``(-inf, -1)``. ``coarse`` is the result of :func:`probe` for these queries."""
+    nq = len(xq)
+    if len(shard) == 0 or nq == 0:
+        return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
+    kk = min(k, len(shard))
+    if shard.centroids is None:
+        coarse = None
+    D, I = get_backend(shard.backend).search(shard.index, xq, kk, shard.nprobe, min_sim, coarse)
+    ids = np.where(I >= 0, shard.ids[np.maximum(I, 0)], -1)
+    D = np.where(I >= 0, D, -np.inf).astype(np.float32)
+    if kk < k:
+        D = np.pad(D, ((0, 0), (0, k - kk)), constant_values=-np.inf)
+        ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
+    return D, ids.astype(np.int64)
