@@ -79,7 +79,7 @@ image-gpu:
 
 k8s-render: $(STAMP)
 	@if command -v $(KUBECTL) >/dev/null 2>&1; then $(KUBECTL) kustomize k8s/$(OVERLAY); \
-	else $(VENV)/bin/python -m tests.kustomize k8s/$(OVERLAY); fi
+	else $(VENV)/bin/python -m tests.deploy.kustomize k8s/$(OVERLAY); fi
 
 k8s-submit: $(STAMP)
 	@test -n "$(DAY)" || { echo "usage: make k8s-submit DAY=YYYY-MM-DD [OVERLAY=cpu|gpu] [NAMESPACE=daskcluster]"; exit 2; }

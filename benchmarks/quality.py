@@ -42,7 +42,7 @@ Example: ``python -m benchmarks.quality --sizes 0,100000 --dim 128 --out bench-r
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -62,11 +62,10 @@ from sklearn.cluster import DBSCAN, AgglomerativeClustering
 
 from benchmarks.common import ROOT, JsonLines, finish, format_table, parse_sizes, parser, record, setup_logging
 from daskcluster.config import Config, load_config
-from daskcluster.eval import synth
 from daskcluster.eval.metrics import evaluate
 from daskcluster.eval.synth import SynthSpec, generate_day_arrays
 from daskcluster.run.inprocess import DayData, run_days, search_graph, to_part
-from daskcluster.search.index import choose_index
+from daskcluster.search import choose_index
 from daskcluster.stages.linking import Neighbours
 
 log = logging.getLogger("bench_quality")
@@ -169,37 +168,22 @@ def distractor_spec(args: argparse.Namespace, size: int) -> SynthSpec:
                      identities=max(1, round(size / args.faces_per_identity)), dim=args.dim, seed=args.seed + 1)
 
 
-@contextlib.contextmanager
-def shared_nuisance(seed: int) -> Iterator[None]:
-    """Generate with the pose-offset bank and blur directions of synth seed ``seed`` (the probe's), whatever
-    the spec's own seed: other people, same cameras and model."""
-    saved = {name: getattr(synth, name) for name in ("_pose_bank", "_blur_basis")}
-    pose, blur = saved["_pose_bank"], saved["_blur_basis"]
-    synth._pose_bank = lambda _seed, dim: pose(seed, dim)
-    synth._blur_basis = lambda _seed, dim, k: blur(seed, dim, k)
-    try:
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(synth, name, fn)
-
-
 def build_dataset(args: argparse.Namespace, size: int) -> Dataset:
     """Each day: that day's probe faces, then that day's distractors (order does not matter to any method:
     search is exact or trained on an id-hash sample, ties are broken by face number)."""
     days, labels = [], []
     pspec = probe_spec(args)
     dspec = distractor_spec(args, size) if size > 0 else None
-    nuisance = contextlib.nullcontext() if args.independent_nuisance else shared_nuisance(args.seed)
-    with nuisance:
-        for d in range(args.days):
-            parts = [generate_day_arrays(pspec, d)]
-            if dspec is not None:
-                parts.append(generate_day_arrays(dspec, d))
-            ids = np.concatenate([parts[0].face_id] + [p.face_id + DISTRACTOR_ID_OFFSET for p in parts[1:]])
-            days.append(DayData(ids, np.concatenate([p.feature for p in parts]),
-                                {"quality": np.concatenate([p.quality for p in parts])}))
-            labels.append(np.concatenate([parts[0].label] + [np.full(len(p.label), -1, np.int64) for p in parts[1:]]))
+    if dspec is not None and not args.independent_nuisance:  # other people, same cameras and model as the probe
+        dspec = dataclasses.replace(dspec, nuisance_seed=pspec.nuisance)
+    for d in range(args.days):
+        parts = [generate_day_arrays(pspec, d)]
+        if dspec is not None:
+            parts.append(generate_day_arrays(dspec, d))
+        ids = np.concatenate([parts[0].face_id] + [p.face_id + DISTRACTOR_ID_OFFSET for p in parts[1:]])
+        days.append(DayData(ids, np.concatenate([p.feature for p in parts]),
+                            {"quality": np.concatenate([p.quality for p in parts])}))
+        labels.append(np.concatenate([parts[0].label] + [np.full(len(p.label), -1, np.int64) for p in parts[1:]]))
     label = np.concatenate(labels)
     return Dataset(days, label, len(np.unique(label[label >= 0])))
 

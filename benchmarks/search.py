@@ -10,7 +10,7 @@ time of the all-vs-all search, extrapolated linearly from the sample when the sa
 (search time is linear in the number of queries). Each face finds itself, so ``k + 1`` neighbours are
 searched (as the pipeline does) and the face itself is dropped before recall is computed.
 
-Configurations: ``exact`` (faiss IndexFlatIP through the project's :class:`~daskcluster.search.index.Shard`),
+Configurations: ``exact`` (faiss IndexFlatIP through the project's :class:`~daskcluster.search.IndexShard`),
 ``default`` (``choose_index(n, SearchConfig())``: IVF-Flat with a quantizer trained by
 ``train_quantizer`` on ``sample_rows``, as in the pipeline), IVF-Flat alternatives over a grid of
 nlist x nprobe, and for reference faiss ``IVF1024,PQ32`` re-ranked by ``IndexRefineFlat`` (k_factor 4).
@@ -38,9 +38,9 @@ import numpy as np
 from benchmarks.common import ROOT, JsonLines, finish, format_table, parser, print_table, record, setup_logging
 from daskcluster.config import SearchConfig
 from daskcluster.eval.synth import SynthSpec, generate_day_arrays
-from daskcluster.search.index import (
+from daskcluster.search import (
+    IndexShard,
     IndexSpec,
-    Shard,
     build_shard,
     choose_index,
     edge_recall,
@@ -48,6 +48,7 @@ from daskcluster.search.index import (
     sample_rows,
     search_shard,
     train_quantizer,
+    train_size,
 )
 
 log = logging.getLogger("bench_search")
@@ -66,13 +67,13 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def split_shards(ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np.ndarray | None,
-                 backend: str, n_shards: int) -> list[Shard]:
+                 backend: str, n_shards: int) -> list[IndexShard]:
     """The database as ``n_shards`` contiguous shards sharing one quantizer (as the pipeline does)."""
     bounds = np.linspace(0, len(ids), max(1, n_shards) + 1).astype(np.int64)
     return [build_shard(ids[a:b], xb[a:b], spec, centroids, backend) for a, b in itertools.pairwise(bounds)]
 
 
-def shards_searcher(shards: list[Shard], min_sim: float | None) -> Searcher:
+def shards_searcher(shards: list[IndexShard], min_sim: float | None) -> Searcher:
     """Search every shard and merge, keeping only neighbours >= ``min_sim`` as the pipeline's k-NN does (it
     searches only for edges at or above the lowest threshold)."""
     def search(xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +151,7 @@ def quantizer(cache: dict, ids: np.ndarray, xb: np.ndarray, nlist: int, cfg: Sea
               backend: str) -> tuple[np.ndarray, float]:
     """Centroids for ``nlist`` lists, trained as the pipeline does (cached per nlist)."""
     if nlist not in cache:
-        n_max = max(cfg.train_sample, 39 * nlist)
+        n_max = train_size(IndexSpec(nlist=nlist), cfg)
         t0 = time.perf_counter()
         centroids = train_quantizer([sample_rows(ids, xb, n_max)], nlist, n_max, backend)
         cache[nlist] = (centroids, time.perf_counter() - t0)
@@ -248,10 +249,10 @@ class Synthetic:
         return {"dataset": "synthetic", "n": self.n, "dim": self.args.dim, "shards": self.args.shards,
                 "queries": self.m, "search_s_all_extrapolated": self.m < self.n}
 
-    def shards(self, spec: IndexSpec, centroids: np.ndarray | None = None, n_shards: int = 0) -> list[Shard]:
+    def shards(self, spec: IndexSpec, centroids: np.ndarray | None = None, n_shards: int = 0) -> list[IndexShard]:
         return split_shards(self.ids, self.xb, spec, centroids, self.args.backend, n_shards or self.args.shards)
 
-    def searcher(self, shards: list[Shard]) -> Searcher:
+    def searcher(self, shards: list[IndexShard]) -> Searcher:
         return shards_searcher(shards, self.min_sim)
 
 
@@ -377,7 +378,7 @@ def run_pq(run: Synthetic, qcache: dict) -> None:
         return
     centroids, train_s = quantizer(qcache, run.ids, run.xb, args.pq_nlist, run.cfg, args.backend)
     t0 = time.perf_counter()
-    index = refine_pq_index(run.xb, run.ids, centroids, args.pq_m, max(run.cfg.train_sample, 39 * args.pq_nlist))
+    index = refine_pq_index(run.xb, run.ids, centroids, args.pq_m, train_size(IndexSpec(nlist=args.pq_nlist), run.cfg))
     build_s = time.perf_counter() - t0
     name = f"IVF{args.pq_nlist},PQ{args.pq_m}+RefineFlat(k_factor={args.k_factor:g})"
     for nprobe in sorted(set(args.pq_nprobes or (FULL_PQ_NPROBES if args.full else QUICK_PQ_NPROBES))):

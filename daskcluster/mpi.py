@@ -1,5 +1,5 @@
-"""Entry point of ``python -m daskcluster.mpi``: the HPC launcher (see :mod:`daskcluster.deploy.mpi`)."""
-from daskcluster.deploy.mpi import main
+"""Entry point of ``python -m daskcluster.mpi``: the HPC launcher (see :mod:`daskcluster.cli.mpi`)."""
+from daskcluster.cli.mpi import main
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """The real face sets through ``calibrate`` and ``run-day``: each set is calibrated on itself, then run as one
 day and split into two days (alternate rows) on a LocalCluster, and scored with its labels.
 
-    python scripts/real_data.py [--data ../shared/data/real] [--out bench-results/real] [--target 0.98]
+    python scripts/real_data.py [--data tests/data/real] [--out bench-results/real] [--target 0.98]
 
 Writes ``results.json`` and ``results.md`` (the README's real-data table).
 """
@@ -79,7 +79,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
+    ap.add_argument("--data", type=Path, default=ROOT / "tests" / "data" / "real")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-results" / "real")
     ap.add_argument("--target", type=float, default=0.98)
     args = ap.parse_args()

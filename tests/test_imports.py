@@ -49,3 +49,33 @@ def test_only_backends_import_device_libraries():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             found += [f"{path.relative_to(package)}: {n}" for n in names if n.split(".")[0] in device]
     assert found == []
+
+
+LAYERS = ["config", "backends", "search", "stages", "gallery", "run", "eval", "deploy", "cli"]
+LOWER = {"eval.metrics": "config", "eval.report": "gallery"}  # leaves that sit below their folder (docs/architecture.md)
+
+
+def _layer(module: str) -> int:
+    """The layer of a dotted module name inside the package (entry points ``mpi``, ``k8s``: above all)."""
+    for prefix, layer in LOWER.items():
+        if module == prefix:
+            return LAYERS.index(layer)
+    head = module.split(".")[0]
+    return LAYERS.index(head) if head in LAYERS else len(LAYERS) if head else 0
+
+
+def test_each_layer_imports_only_itself_and_the_layers_below():
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "daskcluster"
+    wrong = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).with_suffix("")
+        here = ".".join(p for p in rel.parts if p != "__init__")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("daskcluster"):
+                targets = [node.module[len("daskcluster."):]] if node.module != "daskcluster" else \
+                    [a.name for a in node.names]
+                wrong += [f"{here} -> {t}" for t in targets if _layer(t) > _layer(here)]
+    assert wrong == []

@@ -77,14 +77,15 @@ def gallery_centres(args: argparse.Namespace) -> np.ndarray:
 
 def write_snapshot(args: argparse.Namespace, root: Path, centres: np.ndarray) -> str:
     """Cluster ``i`` in shard ``i % --shards``, counted ``--cluster-count`` faces; the snapshot's directory."""
-    from daskcluster.gallery.manifest import version_dir
-    from daskcluster.stages.centres import ClusterShard, write_shard
+    from daskcluster.gallery.layout import version_dir
+    from daskcluster.gallery.tables import write_shard
+    from daskcluster.stages.centres import CentreTable
 
     snapshot = version_dir("snapshots", 1)
     day = np.datetime64(BASE_DAY, "D")
     for s in range(args.shards):
         ids = np.arange(s, len(centres), args.shards, dtype=np.int64)
-        write_shard(ClusterShard(s, ids, np.full(len(ids), args.cluster_count, np.int64), centres[ids],
+        write_shard(CentreTable(s, ids, np.full(len(ids), args.cluster_count, np.int64), centres[ids],
                                  np.full(len(ids), day), np.full(len(ids), day), np.ones(len(ids), bool)),
                     root / snapshot)
     return snapshot
@@ -92,7 +93,8 @@ def write_snapshot(args: argparse.Namespace, root: Path, centres: np.ndarray) ->
 
 def write_base_manifest(args: argparse.Namespace, cfg: Config, root: Path, snapshot: str) -> None:
     """One synthetic committed day whose assignments directory is empty, and no stored quantizer."""
-    from daskcluster.gallery.manifest import DayRecord, Manifest, now_utc, version_dir, write_manifest
+    from daskcluster.gallery.layout import version_dir
+    from daskcluster.gallery.manifest import DayRecord, Manifest, now_utc, write_manifest
 
     c = args.gallery_clusters
     assignments, report = version_dir("assignments", 1, BASE_DAY), version_dir("reports", 1, BASE_DAY)

@@ -16,7 +16,7 @@ from typing import Any
 
 from daskcluster.config import Config
 from daskcluster.run.tasks import OTHER, STAGE_TASKS, TASK_STAGE
-from daskcluster.search.index import choose_index
+from daskcluster.search import IndexSpec, choose_index, train_size
 
 MB = 2**20
 STAGES = [*STAGE_TASKS]  # every stage of the jobs, OTHER (the small gathers between stages) last
@@ -189,7 +189,7 @@ def measured_quantities(rec: dict, cfg: Config) -> dict[str, float]:
             "W": rec["workers"], "nla": nla, "pa": npa / nla if nla else 1.0, "nlk": nlk,
             "pk": npk / nlk if nlk else 1.0, "qa": 0 if "assign-probe" in prefixes else 1,
             "qk": 0 if "knn-probe" in prefixes else 1,
-            "ntrain_a": max(search.train_sample, 39 * nla), "ntrain_k": max(search.train_sample, 39 * nlk)}
+            "ntrain_a": train_size(IndexSpec(nlist=nla), search), "ntrain_k": train_size(IndexSpec(nlist=nlk), search)}
 
 
 def scale_quantities(args: argparse.Namespace, cfg: Config, qm: dict, w: int) -> dict[str, float]:
@@ -206,7 +206,7 @@ def scale_quantities(args: argparse.Namespace, cfg: Config, qm: dict, w: int) ->
             "Sg": args.scale_shards or w, "Sk": max(1, math.ceil(u * d * 4 / MB / cfg.search.shard_mb)), "W": w,
             "nla": nla, "pa": min(1.0, args.scale_nprobe / nla), "nlk": nlk,
             "pk": min(1.0, npk / nlk) if nlk else 1.0,
-            "ntrain_a": max(cfg.search.train_sample, 39 * nla), "ntrain_k": max(cfg.search.train_sample, 39 * nlk),
+            "ntrain_a": train_size(IndexSpec(nlist=nla), cfg.search), "ntrain_k": train_size(IndexSpec(nlist=nlk), cfg.search),
             "qa": qm["qa"], "qk": qm["qk"]}
 
 

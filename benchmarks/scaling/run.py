@@ -28,7 +28,7 @@ from benchmarks.scaling.data import DAY, day_dir, gallery_dir
 from benchmarks.scaling.memory import RssPlugin, Sampler, scheduler_samples, start_scheduler_sampler, worker_samples
 from benchmarks.scaling.model import UNMATCHED
 from daskcluster.config import Config
-from daskcluster.deploy.connect import FaissThreads
+from daskcluster.deploy.connect import BackendThreads
 from daskcluster.run.pipeline import DayResult, NullProgress, run_day
 
 log = logging.getLogger("bench_scaling")
@@ -137,7 +137,7 @@ def local_cluster(workers: int, cfg: Config) -> Iterator[Client]:
 def prepare_cluster(client: Client, args: argparse.Namespace) -> tuple[float, float, int]:
     """Plugins, warm-up and the scheduler probe; the samplers started. (tasks/s, warm-up seconds, scheduler pid)"""
     t0 = time.perf_counter()
-    client.register_plugin(FaissThreads(1))
+    client.register_plugin(BackendThreads(args.backend, 1))
     client.register_plugin(RssPlugin(args.sample_period))
     client.run(warm_up)
     rate = probe_scheduler(client, args.probe_tasks)

@@ -1,4 +1,4 @@
 """``python -m daskcluster.cli``."""
-from daskcluster.cli.main import main
+from daskcluster.cli.commands import main
 
 main()

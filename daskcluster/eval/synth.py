@@ -26,7 +26,7 @@ faces and ``sigma_i * lowq_noise_factor`` for the ``lowq_fraction`` of low-quali
 ``beta * u`` with ``beta`` ~ U(``blur_strength``) and ``u = normalise(b_0 + 0.5 * sum_k g_k b_k)``, ``b_k`` a
 few orthonormal "blur" directions shared by everyone (``b_0`` is the common "unrecognisable face" pull).
 
-Resulting statistics (cosine; dim=128, defaults, 5000 faces; checked by tests/test_synth.py):
+Resulting statistics (cosine; dim=128, defaults, 5000 faces; checked by tests/eval/test_synth.py):
 
 * same identity, normal faces: median ~0.68 with each identity weighted equally (5-95 %: 0.50-0.79;
   one pose mode ~0.73, across modes ~0.58); ~0.71 when weighted by pairs (popular identities dominate);
@@ -117,6 +117,13 @@ class SynthSpec:
     n_cameras: int = 16
     camera_home_prob: float = 0.6  # probability a visit is at the identity's home camera
     faces_per_visit: int = 8  # mean number of faces per visit (a track past one camera)
+    nuisance_seed: int | None = None  # seed of the pose-offset bank and blur directions (None: ``seed``); share
+    # it between two specs for other people seen by the same cameras and model
+
+    @property
+    def nuisance(self) -> int:
+        """The seed of the pose-offset bank and blur directions."""
+        return self.seed if self.nuisance_seed is None else self.nuisance_seed
 
     def __post_init__(self) -> None:
         if self.days < 1 or self.faces_per_day < 1 or self.identities < 1 or self.files_per_day < 1:
@@ -171,7 +178,7 @@ def _rng(spec_seed: int, *words: int) -> np.random.Generator:
 
 _DAY_ONLY = ("faces_per_day", "files_per_day", "start_date", "lowq_fraction", "lowq_noise_factor",
              "blur_strength", "blur_directions", "quality_noise", "norm_range", "day_jitter",
-             "camera_home_prob", "faces_per_visit")
+             "camera_home_prob", "faces_per_visit", "nuisance_seed")
 
 
 def _pop_key(spec: SynthSpec) -> SynthSpec:
@@ -344,7 +351,7 @@ def _chunk_features(spec: SynthSpec, faces: _Faces, lo: int, hi: int, day: int) 
     identity_centres(spec, ids, tmp)
     v += tmp
     mag = pop.pose_mag[ids] * pop.pose_sign[ids, mode]
-    np.take(_pose_bank(spec.seed, dim), pop.pose_idx[ids, mode], axis=0, out=tmp)
+    np.take(_pose_bank(spec.nuisance, dim), pop.pose_idx[ids, mode], axis=0, out=tmp)
     v += tmp * mag[:, None]
     low = np.flatnonzero(faces.lowq[lo:hi])
     if len(low):
@@ -357,7 +364,7 @@ def _chunk_features(spec: SynthSpec, faces: _Faces, lo: int, hi: int, day: int) 
 
 def _blur(spec: SynthSpec, rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, dim) shared blur components: beta * normalise(b_0 + 0.5 * sum_k g_k b_k)."""
-    basis = _blur_basis(spec.seed, spec.dim, spec.blur_directions)
+    basis = _blur_basis(spec.nuisance, spec.dim, spec.blur_directions)
     coef = np.zeros((n, spec.blur_directions), np.float32)
     coef[:, 0] = 1.0
     coef[:, 1:] = 0.5 * rng.standard_normal((n, spec.blur_directions - 1), dtype=np.float32)

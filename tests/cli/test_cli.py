@@ -8,7 +8,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import tree_digest
+from ..conftest import tree_digest
 
 pytestmark = pytest.mark.distributed
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from daskcluster.config import load_config
-from daskcluster.deploy import mpi
+from daskcluster.cli import mpi
 from daskcluster.eval.synth import SynthSpec, write_dataset
 from daskcluster.gallery.queries import export_assignments
 from daskcluster.run.pipeline import run_day
@@ -88,7 +88,7 @@ def test_mpi_owns_scheduler_and_workers():
 
 
 def test_slurm_example_uses_real_options():
-    script = Path(__file__).resolve().parents[1] / "scripts" / "slurm" / "run_day.sbatch"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "slurm" / "run_day.sbatch"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     launch = script.read_text().split("daskcluster.mpi", 1)[1].split("run-day", 1)[0]
     used = set(re.findall(r"(--[a-z-]+)", launch))

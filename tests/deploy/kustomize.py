@@ -5,9 +5,9 @@ directories), ``namespace``, ``labels`` (metadata only: ``includeSelectors: fals
 (``files``, ``literals``, ``behavior: create|replace|merge``) with ``generatorOptions.disableNameSuffixHash: true``,
 and ``patches`` with a strategic-merge patch (lists merged by their key) or a JSON 6902 patch with a target.
 Anything else is an error, so that a kustomization using more fails loudly instead of rendering differently.
-When kubectl is installed, tests/test_k8s.py checks this renderer against ``kubectl kustomize``.
+When kubectl is installed, tests/deploy/test_k8s.py checks this renderer against ``kubectl kustomize``.
 
-    python -m tests.kustomize k8s/gpu    # print the rendered overlay
+    python -m tests.deploy.kustomize k8s/gpu    # print the rendered overlay
 """
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def build(root: str | Path) -> list[dict]:
     kust = yaml.safe_load((root / "kustomization.yaml").read_text())
     unknown = set(kust) - KNOWN_KEYS
     if unknown:
-        raise NotImplementedError(f"{root}: kustomization fields not supported by tests/kustomize.py: {unknown}")
+        raise NotImplementedError(f"{root}: kustomization fields not supported by tests/deploy/kustomize.py: {unknown}")
     objects: list[dict] = []
     for res in kust.get("resources", []):
         path = root / res

@@ -16,7 +16,7 @@ from daskcluster.eval.metrics import evaluate
 from daskcluster.eval.synth import SynthSpec, generate_day_arrays
 from daskcluster.run.inprocess import DayData, run_days
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROBE_FACES, PROBE_IDS, DAYS, DIM, SEED = 600, 60, 3, 64, 3
 METHODS = ["ours: plain", "ours: +mutual", "ours: +shared", "ours: +density", "ours: +quality", "ours: +max_size",
            "ours: +margin", "ours: all guards", "ours: configured", "kNN+threshold components",

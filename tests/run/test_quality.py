@@ -18,7 +18,7 @@ from daskcluster.gallery.tables import load_shard
 from daskcluster.run import inprocess as engine
 from daskcluster.run.pipeline import run_day
 
-from .conftest import REAL_DATA, make_config
+from ..conftest import REAL_DATA, make_config
 
 pytestmark = pytest.mark.distributed
 

@@ -20,8 +20,8 @@ from daskcluster.run.consolidate import consolidate_gallery
 from daskcluster.run.pipeline import run_day
 from daskcluster.stages.consolidate import Candidates, mutual_best
 
-from .conftest import make_config, tree_digest
-from .test_cli import dc
+from ..cli.test_cli import dc
+from ..conftest import make_config, tree_digest
 
 pytestmark = pytest.mark.distributed
 

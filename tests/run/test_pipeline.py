@@ -12,8 +12,8 @@ from daskcluster.gallery.manifest import GalleryError, read_manifest
 from daskcluster.gallery.queries import evaluate_gallery, face_clusters, gallery_status
 from daskcluster.run.pipeline import run_day
 
-from .conftest import make_config, tree_digest
-from .reference import ReferenceGallery
+from ..conftest import make_config, tree_digest
+from ..reference import ReferenceGallery
 
 pytestmark = pytest.mark.distributed
 

@@ -1,6 +1,6 @@
 """The deployment artefacts, offline: k8s/ overlays, the DaskJob templates, the container images.
 
-Each overlay is rendered (tests/kustomize.py; checked against ``kubectl kustomize`` when kubectl is here). Every
+Each overlay is rendered (tests/deploy/kustomize.py; checked against ``kubectl kustomize`` when kubectl is here). Every
 built-in object validates strictly against the Kubernetes schemas (kubernetes-validate), the DaskJob templates and
 the ServiceMonitor against their operators' CRD schemas (vendored in k8s/crds/, validated with jsonschema, unknown
 fields refused), and what the Dask operator builds from a DaskJob (runner Pod, scheduler and worker Deployments,
@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 import daskcluster
-from daskcluster.cli import main as cli
+from daskcluster.cli import commands as cli
 from daskcluster.config import load_config
 from daskcluster.deploy import k8s as dk8s
 
@@ -38,7 +38,7 @@ from .kustomize import build
 
 pytestmark = pytest.mark.k8s
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 OVERLAYS = ("base", "cpu", "gpu")
 FLAVOUR = {"base": "cpu", "cpu": "cpu", "gpu": "gpu"}

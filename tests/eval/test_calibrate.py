@@ -14,8 +14,8 @@ from daskcluster.eval.metrics import evaluate
 from daskcluster.eval.synth import SynthSpec, generate_day_arrays
 from daskcluster.run import inprocess as engine
 
-from .conftest import REAL_DATA
-from .test_cli import dc
+from ..cli.test_cli import dc
+from ..conftest import REAL_DATA
 
 
 def test_calibrate_cli_writes_a_usable_config_and_plot(tmp_path):

@@ -13,7 +13,7 @@ from distributed import Client, LocalCluster
 from daskcluster.gallery.queries import face_clusters
 from daskcluster.run.pipeline import NullProgress, run_day
 
-from .conftest import make_config
+from ..conftest import make_config
 
 pytestmark = pytest.mark.distributed
 

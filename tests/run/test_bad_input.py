@@ -11,7 +11,7 @@ from daskcluster.gallery.manifest import GalleryError, read_manifest
 from daskcluster.run.pipeline import run_day
 from daskcluster.stages.inputs import InputError
 
-from .conftest import make_config, tree_digest
+from ..conftest import make_config, tree_digest
 
 pytestmark = pytest.mark.distributed
 DIM = 32
