@@ -13,7 +13,7 @@ DAY ?=
 CONFIG ?=
 WORKERS ?=
 ARGS ?=
-# distractor sizes of scripts/bench_quality.py; QUALITY_SIZES=0,100000,300000,1000000 adds the 1M row
+# distractor sizes of benchmarks/quality.py; QUALITY_SIZES=0,100000,300000,1000000 adds the 1M row
 QUALITY_SIZES ?= 0,100000,300000
 
 .PHONY: setup run-day test test-all bench lint clean
@@ -50,8 +50,11 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.scaling $(ARGS) $(SCALING_ARGS)
 	$(VENV)/bin/python -m benchmarks.quality --sizes $(QUALITY_SIZES) $(ARGS) $(QUALITY_ARGS)
 
+LINT_PATHS := daskcluster tests scripts benchmarks
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check daskcluster tests scripts
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 clean:
 	rm -rf data/gallery .pytest_cache

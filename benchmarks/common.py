@@ -9,6 +9,7 @@ versions, git commit, time) and prints its tables with :func:`format_table` (pla
 ``python -m benchmarks.common FILE.jsonl [--where KEY=VALUE] [--columns A,B.C] [--style rich]`` prints a table
 of the records of any benchmark's JSON lines.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,30 +32,54 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: configs/, tests/data/
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
-DISTRIBUTIONS = ("numpy", "dask", "distributed", "pyarrow", "faiss-cpu", "faiss-gpu-cu12", "cupy-cuda12x",
-                 "daskcluster")
+DISTRIBUTIONS = (
+    "numpy",
+    "dask",
+    "distributed",
+    "pyarrow",
+    "faiss-cpu",
+    "faiss-gpu-cu12",
+    "cupy-cuda12x",
+    "daskcluster",
+)
 
 # --------------------------------------------------------------------------------------------- options
 # name -> (flags, argparse keywords); a benchmark may change any keyword (default, help, type, dest)
 OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "backend": (("--backend",), {"default": "cpu", "choices": ["cpu", "gpu", "auto"],
-                                 "help": "compute backend (auto: the GPU when there is one)"}),
+    "backend": (
+        ("--backend",),
+        {
+            "default": "cpu",
+            "choices": ["cpu", "gpu", "auto"],
+            "help": "compute backend (auto: the GPU when there is one)",
+        },
+    ),
     "n": (("--n",), {"type": int, "default": None, "help": "faces in the synthetic day"}),
     "dim": (("--dim",), {"type": int, "default": 256, "help": "feature dimension"}),
     "identities": (("--identities",), {"type": int, "default": 0, "help": "synthetic population (0 = n / 5)"}),
     "seed": (("--seed",), {"type": int, "default": 0, "help": "synth seed"}),
-    "repeats": (("--repeats",), {"type": int, "default": 1,
-                                 "help": "timed runs per configuration (the fastest is kept)"}),
-    "set": (("--set",), {"action": "append", "default": [], "metavar": "KEY=VALUE",
-                         "help": "config override (repeatable, as daskcluster run-day --set)"}),
+    "repeats": (
+        ("--repeats",),
+        {"type": int, "default": 1, "help": "timed runs per configuration (the fastest is kept)"},
+    ),
+    "set": (
+        ("--set",),
+        {
+            "action": "append",
+            "default": [],
+            "metavar": "KEY=VALUE",
+            "help": "config override (repeatable, as daskcluster run-day --set)",
+        },
+    ),
     "out": (("--out",), {"type": Path, "default": None, "help": "also append the JSON lines to this file"}),
     "quick": (("--quick",), {"action": "store_true", "help": "tiny sizes (for the tests)"}),
     "verbose": (("-v", "--verbose"), {"action": "store_true", "help": "log progress on stderr"}),
 }
 
 
-def parser(doc: str, *options: str, formatter: type = argparse.ArgumentDefaultsHelpFormatter,
-           **changes: dict[str, Any]) -> argparse.ArgumentParser:
+def parser(
+    doc: str, *options: str, formatter: type = argparse.ArgumentDefaultsHelpFormatter, **changes: dict[str, Any]
+) -> argparse.ArgumentParser:
     """A parser described by ``doc``'s first paragraph with the shared ``options`` (keys of :data:`OPTIONS`, in
     that order); ``changes[name]`` updates that option's keywords, e.g. ``n={"default": 1000}``."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=formatter)
@@ -83,8 +108,9 @@ def parse_sizes(text: str) -> list[int]:
     return sorted({int(float(s)) for s in str(text).split(",") if s.strip()})
 
 
-def setup_logging(args: argparse.Namespace, quiet: int = logging.WARNING, fmt: str = LOG_FORMAT,
-                  datefmt: str | None = None) -> None:
+def setup_logging(
+    args: argparse.Namespace, quiet: int = logging.WARNING, fmt: str = LOG_FORMAT, datefmt: str | None = None
+) -> None:
     """Logging on stderr: INFO with ``--verbose``, else ``quiet``."""
     level = logging.INFO if getattr(args, "verbose", False) else quiet
     logging.basicConfig(level=level, stream=sys.stderr, format=fmt, datefmt=datefmt)
@@ -96,8 +122,9 @@ def git_commit() -> dict[str, Any] | None:
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # a read-only look: never take the index lock
 
     def git(*argv: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, text=True, timeout=20,
-                              env=env, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *argv], capture_output=True, text=True, timeout=20, env=env, check=True
+        ).stdout.strip()
 
     try:
         return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno"))}
@@ -118,8 +145,13 @@ def versions() -> dict[str, str]:
 @functools.cache
 def machine_meta() -> dict[str, Any]:
     """What does not change during a process: host, platform, CPU count, versions, git commit."""
-    return {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "versions": versions(), "git": git_commit()}
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": versions(),
+        "git": git_commit(),
+    }
 
 
 def run_meta() -> dict[str, Any]:
@@ -183,8 +215,13 @@ def read_lines(path: str | Path) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------- tables
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "", style: str = "plain",
-                 title: str | None = None) -> str:
+def format_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    align: str = "",
+    style: str = "plain",
+    title: str | None = None,
+) -> str:
     """A table of ``rows`` (cells as given, ``str()`` of them): ``style`` ``plain`` (aligned columns),
     ``markdown`` or ``rich``. ``align``: ``l`` or ``r`` per column (default: the first left, the rest right)."""
     align = (align or "l" + "r" * (len(headers) - 1)).ljust(len(headers), "r")
@@ -259,16 +296,22 @@ def records_table(records: list[dict[str, Any]], columns: Sequence[str] = (), st
     cols = list(columns) or list(dict.fromkeys(k for r in records for k in r if k != "meta"))
     values = [[pick(r, c) for c in cols] for r in records]
     numeric = [all(isinstance(v[i], int | float) for v in values if v[i] is not None) for i in range(len(cols))]
-    return format_table(cols, [[cell(x) for x in v] for v in values], "".join("r" if n else "l" for n in numeric),
-                        style)
+    return format_table(
+        cols, [[cell(x) for x in v] for v in values], "".join("r" if n else "l" for n in numeric), style
+    )
 
 
 def show(argv: list[str] | None = None) -> str:
     """The ``python -m benchmarks.common`` command: a table of a JSON-lines file."""
     p = argparse.ArgumentParser(description="A table of a benchmark's JSON lines.")
     p.add_argument("file", type=Path)
-    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                   help="keep records whose (dotted) KEY prints as VALUE (repeatable)")
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep records whose (dotted) KEY prints as VALUE (repeatable)",
+    )
     p.add_argument("--columns", default="", help="comma-separated dotted keys (default: every top-level key)")
     p.add_argument("--style", default="plain", choices=["plain", "markdown", "rich"])
     args = p.parse_args(argv)

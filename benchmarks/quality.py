@@ -39,6 +39,7 @@ table), ``quality.png`` (B-cubed F and precision against the distractor size); a
 row. One JSON line per row on stdout; progress on stderr.
 Example: ``python -m benchmarks.quality --sizes 0,100000 --dim 128 --out bench-results/quality``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,15 @@ FULL = {"sizes": "0,100000,300000,1000000", "probe_faces": 10_000, "probe_identi
 QUICK = {"sizes": "0,2000", "probe_faces": 600, "probe_identities": 60, "dim": 64}
 
 # every guard off: the reference system's two steps (set explicitly, whatever the config file's defaults)
-PLAIN = {"cluster.mutual": False, "cluster.min_shared": 0.0, "cluster.link": "all", "cluster.max_size": 0,
-         "quality.floor": 0.0, "quality.use_norm": False, "assign.margin": 0.0}
+PLAIN = {
+    "cluster.mutual": False,
+    "cluster.min_shared": 0.0,
+    "cluster.link": "all",
+    "cluster.max_size": 0,
+    "quality.floor": 0.0,
+    "quality.use_norm": False,
+    "assign.margin": 0.0,
+}
 # one guard each; the quality signal averages the detector's score and the raw norm mapped from synth's
 # norm range (6 at latent quality 0, 30 at 1); cluster.max_size comes from --max-size
 GUARDS: dict[str, dict[str, Any]] = {
@@ -94,8 +102,8 @@ GUARDS: dict[str, dict[str, Any]] = {
 class Method:
     key: str
     label: str
-    kind: str          # "ours", "graph" or "hac"
-    exponent: float    # time ~ n ** exponent, to extrapolate for the budget
+    kind: str  # "ours", "graph" or "hac"
+    exponent: float  # time ~ n ** exponent, to extrapolate for the budget
 
 
 METHODS = [
@@ -159,13 +167,23 @@ class Dataset:
 
 
 def probe_spec(args: argparse.Namespace) -> SynthSpec:
-    return SynthSpec(days=args.days, faces_per_day=math.ceil(args.probe_faces / args.days),
-                     identities=args.probe_identities, dim=args.dim, seed=args.seed)
+    return SynthSpec(
+        days=args.days,
+        faces_per_day=math.ceil(args.probe_faces / args.days),
+        identities=args.probe_identities,
+        dim=args.dim,
+        seed=args.seed,
+    )
 
 
 def distractor_spec(args: argparse.Namespace, size: int) -> SynthSpec:
-    return SynthSpec(days=args.days, faces_per_day=math.ceil(size / args.days),
-                     identities=max(1, round(size / args.faces_per_identity)), dim=args.dim, seed=args.seed + 1)
+    return SynthSpec(
+        days=args.days,
+        faces_per_day=math.ceil(size / args.days),
+        identities=max(1, round(size / args.faces_per_identity)),
+        dim=args.dim,
+        seed=args.seed + 1,
+    )
 
 
 def build_dataset(args: argparse.Namespace, size: int) -> Dataset:
@@ -181,8 +199,11 @@ def build_dataset(args: argparse.Namespace, size: int) -> Dataset:
         if dspec is not None:
             parts.append(generate_day_arrays(dspec, d))
         ids = np.concatenate([parts[0].face_id] + [p.face_id + DISTRACTOR_ID_OFFSET for p in parts[1:]])
-        days.append(DayData(ids, np.concatenate([p.feature for p in parts]),
-                            {"quality": np.concatenate([p.quality for p in parts])}))
+        days.append(
+            DayData(
+                ids, np.concatenate([p.feature for p in parts]), {"quality": np.concatenate([p.quality for p in parts])}
+            )
+        )
         labels.append(np.concatenate([parts[0].label] + [np.full(len(p.label), -1, np.int64) for p in parts[1:]]))
     label = np.concatenate(labels)
     return Dataset(days, label, len(np.unique(label[label >= 0])))
@@ -263,13 +284,18 @@ def run_dbscan(g: Graph, cfg: Config, args: argparse.Namespace) -> np.ndarray:
 
 
 def run_hac(g: Graph, cfg: Config, args: argparse.Namespace) -> np.ndarray:
-    hac = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
-                                  distance_threshold=1.0 - cfg.cluster.threshold)
+    hac = AgglomerativeClustering(
+        n_clusters=None, metric="cosine", linkage="average", distance_threshold=1.0 - cfg.cluster.threshold
+    )
     return hac.fit_predict(g.x).astype(np.int64)
 
 
 GRAPH_METHODS: dict[str, Callable[[Graph, Config, argparse.Namespace], np.ndarray]] = {
-    "components": run_components, "infomap": run_infomap, "dbscan": run_dbscan, "hac": run_hac}
+    "components": run_components,
+    "infomap": run_infomap,
+    "dbscan": run_dbscan,
+    "hac": run_hac,
+}
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -279,14 +305,26 @@ def probe_metrics(ds: Dataset, pred: np.ndarray) -> dict[str, Any]:
     m = evaluate(ds.label[probe], pred[probe])
     _, inverse, counts = np.unique(pred, return_inverse=True, return_counts=True)
     size = counts[inverse.ravel()]
-    return {**m, "r_i": m["n_clusters"] / ds.probe_identities,
-            "r_s": float((size[probe] == 1).sum() / probe.sum()), "largest_all": int(counts.max())}
+    return {
+        **m,
+        "r_i": m["n_clusters"] / ds.probe_identities,
+        "r_s": float((size[probe] == 1).sum() / probe.sum()),
+        "largest_all": int(counts.max()),
+    }
 
 
 # --------------------------------------------------------------------------------------------- output
-COLUMNS = [("bP", "bcubed_precision"), ("bR", "bcubed_recall"), ("bF", "bcubed_f"),
-           ("pP", "pairwise_precision"), ("pR", "pairwise_recall"), ("pF", "pairwise_f"), ("NMI", "nmi"),
-           ("R#I", "r_i"), ("R#S", "r_s")]
+COLUMNS = [
+    ("bP", "bcubed_precision"),
+    ("bR", "bcubed_recall"),
+    ("bF", "bcubed_f"),
+    ("pP", "pairwise_precision"),
+    ("pR", "pairwise_recall"),
+    ("pF", "pairwise_f"),
+    ("NMI", "nmi"),
+    ("R#I", "r_i"),
+    ("R#S", "r_s"),
+]
 
 
 def size_label(size: int) -> str:
@@ -299,19 +337,27 @@ def table_cells(r: dict[str, Any]) -> list[str]:
     cells = [size_label(r["size"]), r["method"]]
     if r["status"] != "ok":
         return cells + ["-"] * (len(COLUMNS) + 3) + [r["note"]]
-    return cells + [f"{r[k]:.3f}" for _, k in COLUMNS] + [
-        str(r["largest_cluster"]), str(r["largest_all"]), f"{r['seconds']:.1f}", r.get("note", "")]
+    return (
+        cells
+        + [f"{r[k]:.3f}" for _, k in COLUMNS]
+        + [str(r["largest_cluster"]), str(r["largest_all"]), f"{r['seconds']:.1f}", r.get("note", "")]
+    )
 
 
 def markdown(settings: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     head = ["distractors", "method", *(c for c, _ in COLUMNS), "largest", "largest (all)", "seconds", "note"]
-    lines = [f"# Clustering quality: probe of {settings['probe_faces']} faces / {settings['probe_identities']} "
-             f"identities over {settings['days']} days among distractors (dim {settings['dim']})", "",
-             settings["description"], "",
-             format_table(head, [table_cells(r) for r in rows], align="ll" + "r" * (len(head) - 3) + "l",
-                          style="markdown")]
-    graphs = [f"{size_label(int(s))}: {g['faces']} faces, {g['index']}, {g['edges']} edges, {g['seconds']:.1f} s"
-              for s, g in settings["graphs"].items()]
+    lines = [
+        f"# Clustering quality: probe of {settings['probe_faces']} faces / {settings['probe_identities']} "
+        f"identities over {settings['days']} days among distractors (dim {settings['dim']})",
+        "",
+        settings["description"],
+        "",
+        format_table(head, [table_cells(r) for r in rows], align="ll" + "r" * (len(head) - 3) + "l", style="markdown"),
+    ]
+    graphs = [
+        f"{size_label(int(s))}: {g['faces']} faces, {g['index']}, {g['edges']} edges, {g['seconds']:.1f} s"
+        for s, g in settings["graphs"].items()
+    ]
     if graphs:
         lines += ["", "Shared k-NN graph (included in the graph methods' seconds): " + "; ".join(graphs) + "."]
     return "\n".join(lines) + "\n"
@@ -331,8 +377,14 @@ def plot(rows: list[dict[str, Any]], sizes: list[int], path: Path, dim: int) -> 
             continue
         style = "-" if label.startswith("ours") else "--"
         for ax, key in zip(axes, ("bcubed_f", "bcubed_precision")):
-            ax.plot([p for p, _ in pts], [r[key] for _, r in pts], style, marker="o", label=label,
-                    color=plt.cm.tab20(i % 20))
+            ax.plot(
+                [p for p, _ in pts],
+                [r[key] for _, r in pts],
+                style,
+                marker="o",
+                label=label,
+                color=plt.cm.tab20(i % 20),
+            )
     for ax, title in zip(axes, ("B-cubed F (probe faces)", "B-cubed precision (probe faces)")):
         ax.set_xticks(range(len(sizes)), [size_label(s) for s in sizes])
         ax.set_xlabel(f"distractor faces (dim {dim})")
@@ -345,11 +397,14 @@ def plot(rows: list[dict[str, Any]], sizes: list[int], path: Path, dim: int) -> 
     plt.close(fig)
 
 
-def write_outputs(out: Path, settings: dict[str, Any], rows: list[dict[str, Any]], sizes: list[int],
-                  with_plot: bool = True) -> None:
+def write_outputs(
+    out: Path, settings: dict[str, Any], rows: list[dict[str, Any]], sizes: list[int], with_plot: bool = True
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("results.json", json.dumps({"settings": settings, "rows": rows}, indent=1)),
-                       ("results.md", markdown(settings, rows))):
+    for name, text in (
+        ("results.json", json.dumps({"settings": settings, "rows": rows}, indent=1)),
+        ("results.md", markdown(settings, rows)),
+    ):
         tmp = out / f".{name}.tmp"
         tmp.write_text(text)
         os.replace(tmp, out / name)
@@ -359,13 +414,20 @@ def write_outputs(out: Path, settings: dict[str, Any], rows: list[dict[str, Any]
 
 # --------------------------------------------------------------------------------------------- driver
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = parser(__doc__, "dim", "seed", "set", "out", "quick", formatter=argparse.RawDescriptionHelpFormatter,
-               dim={"default": None,
-                    "help": f"feature dimension (default {FULL['dim']}: 1M faces fit a small machine)"},
-               seed={"default": 1, "help": "probe synth seed; distractors use seed + 1"},
-               set={"help": "config override (repeatable)"},
-               out={"type": str, "default": "bench-results/quality", "help": "output directory"},
-               quick={"help": "tiny sizes for the smoke test"})
+    p = parser(
+        __doc__,
+        "dim",
+        "seed",
+        "set",
+        "out",
+        "quick",
+        formatter=argparse.RawDescriptionHelpFormatter,
+        dim={"default": None, "help": f"feature dimension (default {FULL['dim']}: 1M faces fit a small machine)"},
+        seed={"default": 1, "help": "probe synth seed; distractors use seed + 1"},
+        set={"help": "config override (repeatable)"},
+        out={"type": str, "default": "bench-results/quality", "help": "output directory"},
+        quick={"help": "tiny sizes for the smoke test"},
+    )
     p.add_argument("--sizes", help=f"distractor faces, comma separated (default {FULL['sizes']})")
     p.add_argument("--probe-faces", type=int, help=f"labelled probe faces (default {FULL['probe_faces']})")
     p.add_argument("--probe-identities", type=int, help=f"people in the probe (default {FULL['probe_identities']})")
@@ -379,8 +441,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--infomap-trials", type=int, default=1)
     p.add_argument("--hac-max-faces", type=int, default=20_000, help="HAC needs all n^2 / 2 distances")
     p.add_argument("--budget-s", type=float, default=3600.0, help="skip a method at a size it would exceed this")
-    p.add_argument("--independent-nuisance", action="store_true",
-                   help="distractors get their own pose bank and blur directions")
+    p.add_argument(
+        "--independent-nuisance", action="store_true", help="distractors get their own pose bank and blur directions"
+    )
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -405,22 +468,38 @@ def method_keys(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[st
 
 
 def settings_of(args: argparse.Namespace, base: Config, configs: dict[str, Config]) -> dict[str, Any]:
-    guards = {k: {d: v for d, v in c.to_dict().items() if d in ("assign", "cluster", "quality")}
-              for k, c in configs.items()}
-    desc = (f"Synthetic (daskcluster.synth) d={args.dim}; threshold {base.cluster.threshold} (cluster and assign), "
-            f"k={base.cluster.k}; guards: mutual, min_shared {GUARDS['shared']['cluster.min_shared']}, "
-            f"link density, quality floor {GUARDS['quality']['quality.floor']} (score and raw norm), "
-            f"max_size {args.max_size}, margin {GUARDS['margin']['assign.margin']}. Metrics on the probe faces; "
-            f"R#I = predicted clusters / true identities, R#S = probe faces alone in their cluster / probe faces; "
-            f"largest = probe faces in the largest cluster; seconds of graph methods include the shared k-NN graph. "
-            f"Distractors {'have their own' if args.independent_nuisance else 'share the probe'}'s nuisance "
-            f"directions (pose bank, blur); ~{args.faces_per_identity:g} faces per distractor identity.")
-    return {"probe_faces": args.probe_faces, "probe_identities": args.probe_identities, "days": args.days,
-            "dim": args.dim, "sizes": args.size_list, "seed": args.seed, "threshold": base.cluster.threshold,
-            "k": base.cluster.k, "max_size": args.max_size, "dbscan_min_samples": args.dbscan_min_samples,
-            "hac_max_faces": args.hac_max_faces, "budget_s": args.budget_s,
-            "independent_nuisance": args.independent_nuisance, "config_file": args.config,
-            "configs": guards, "graphs": {}, "description": desc}
+    guards = {
+        k: {d: v for d, v in c.to_dict().items() if d in ("assign", "cluster", "quality")} for k, c in configs.items()
+    }
+    desc = (
+        f"Synthetic (daskcluster.synth) d={args.dim}; threshold {base.cluster.threshold} (cluster and assign), "
+        f"k={base.cluster.k}; guards: mutual, min_shared {GUARDS['shared']['cluster.min_shared']}, "
+        f"link density, quality floor {GUARDS['quality']['quality.floor']} (score and raw norm), "
+        f"max_size {args.max_size}, margin {GUARDS['margin']['assign.margin']}. Metrics on the probe faces; "
+        f"R#I = predicted clusters / true identities, R#S = probe faces alone in their cluster / probe faces; "
+        f"largest = probe faces in the largest cluster; seconds of graph methods include the shared k-NN graph. "
+        f"Distractors {'have their own' if args.independent_nuisance else 'share the probe'}'s nuisance "
+        f"directions (pose bank, blur); ~{args.faces_per_identity:g} faces per distractor identity."
+    )
+    return {
+        "probe_faces": args.probe_faces,
+        "probe_identities": args.probe_identities,
+        "days": args.days,
+        "dim": args.dim,
+        "sizes": args.size_list,
+        "seed": args.seed,
+        "threshold": base.cluster.threshold,
+        "k": base.cluster.k,
+        "max_size": args.max_size,
+        "dbscan_min_samples": args.dbscan_min_samples,
+        "hac_max_faces": args.hac_max_faces,
+        "budget_s": args.budget_s,
+        "independent_nuisance": args.independent_nuisance,
+        "config_file": args.config,
+        "configs": guards,
+        "graphs": {},
+        "description": desc,
+    }
 
 
 def skip_reason(method: Method, n: int, history: dict[str, tuple[int, float]], args: argparse.Namespace) -> str:
@@ -434,17 +513,35 @@ def skip_reason(method: Method, n: int, history: dict[str, tuple[int, float]], a
     return ""
 
 
-def run_size(args: argparse.Namespace, size: int, base: Config, configs: dict[str, Config],
-             history: dict[str, tuple[int, float]], settings: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def run_size(
+    args: argparse.Namespace,
+    size: int,
+    base: Config,
+    configs: dict[str, Config],
+    history: dict[str, tuple[int, float]],
+    settings: dict[str, Any],
+) -> Iterator[dict[str, Any]]:
     t0 = time.perf_counter()
     ds = build_dataset(args, size)
-    log.info("size %s: %d faces (%d probe) generated in %.1f s", size_label(size), ds.n, ds.probe.sum(),
-             time.perf_counter() - t0)
+    log.info(
+        "size %s: %d faces (%d probe) generated in %.1f s",
+        size_label(size),
+        ds.n,
+        ds.probe.sum(),
+        time.perf_counter() - t0,
+    )
     graph: Graph | None = None
     for key in args.method_keys:
         method = BY_KEY[key]
-        row = record("quality", size=size, n_faces=ds.n, n_probe=int(ds.probe.sum()),
-                     n_identities=ds.probe_identities, method=method.label, key=key)
+        row = record(
+            "quality",
+            size=size,
+            n_faces=ds.n,
+            n_probe=int(ds.probe.sum()),
+            n_identities=ds.probe_identities,
+            method=method.label,
+            key=key,
+        )
         reason = skip_reason(method, ds.n, history, args)
         if reason:
             log.info("  %-28s %s", method.label, reason)
@@ -453,8 +550,12 @@ def run_size(args: argparse.Namespace, size: int, base: Config, configs: dict[st
         if method.kind in ("graph", "hac"):
             if graph is None:
                 graph = build_graph(ds, base)
-                settings["graphs"][str(size)] = {"faces": graph.n, "edges": len(graph.src), "index": graph.index,
-                                                 "seconds": graph.seconds}
+                settings["graphs"][str(size)] = {
+                    "faces": graph.n,
+                    "edges": len(graph.src),
+                    "index": graph.index,
+                    "seconds": graph.seconds,
+                }
                 log.info("  shared k-NN graph: %s, %d edges, %.1f s", graph.index, len(graph.src), graph.seconds)
             t1 = time.perf_counter()
             pred = GRAPH_METHODS[key](graph, base, args)
@@ -466,9 +567,17 @@ def run_size(args: argparse.Namespace, size: int, base: Config, configs: dict[st
             own = seconds = time.perf_counter() - t1
         history[key] = (ds.n, seconds)
         row.update(status="ok", seconds=seconds, cluster_s=own, **probe_metrics(ds, pred))
-        log.info("  %-28s bP %.3f bR %.3f bF %.3f pF %.3f largest %d/%d  %.1f s", method.label,
-                 row["bcubed_precision"], row["bcubed_recall"], row["bcubed_f"], row["pairwise_f"],
-                 row["largest_cluster"], row["largest_all"], seconds)
+        log.info(
+            "  %-28s bP %.3f bR %.3f bF %.3f pF %.3f largest %d/%d  %.1f s",
+            method.label,
+            row["bcubed_precision"],
+            row["bcubed_recall"],
+            row["bcubed_f"],
+            row["pairwise_f"],
+            row["largest_cluster"],
+            row["largest_all"],
+            seconds,
+        )
         yield row
 
 
@@ -480,8 +589,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     settings = settings_of(args, base, configs)
     out, lines = Path(args.out), JsonLines()  # the rows on stdout; the files under --out (a directory)
     history: dict[str, tuple[int, float]] = {}
-    log.info("quality benchmark: sizes %s, probe %d faces / %d identities, dim %d, methods %s", args.size_list,
-             args.probe_faces, args.probe_identities, args.dim, ",".join(args.method_keys))
+    log.info(
+        "quality benchmark: sizes %s, probe %d faces / %d identities, dim %d, methods %s",
+        args.size_list,
+        args.probe_faces,
+        args.probe_identities,
+        args.dim,
+        ",".join(args.method_keys),
+    )
     for size in args.size_list:
         for row in run_size(args, size, base, configs, history, settings):
             lines.emit(row)

@@ -22,6 +22,7 @@ The four small real sets in ``tests/data/real`` are run too (default rule: flat;
 Output: one JSON line per configuration on stdout (and ``--out FILE.jsonl``), a table on stderr.
 Example: ``python -m benchmarks.search --n 200000 --dim 256 --thresholds 0.5 0.6 0.7``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,9 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def split_shards(ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np.ndarray | None,
-                 backend: str, n_shards: int) -> list[IndexShard]:
+def split_shards(
+    ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np.ndarray | None, backend: str, n_shards: int
+) -> list[IndexShard]:
     """The database as ``n_shards`` contiguous shards sharing one quantizer (as the pipeline does)."""
     bounds = np.linspace(0, len(ids), max(1, n_shards) + 1).astype(np.int64)
     return [build_shard(ids[a:b], xb[a:b], spec, centroids, backend) for a, b in itertools.pairwise(bounds)]
@@ -76,8 +78,10 @@ def split_shards(ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np
 def shards_searcher(shards: list[IndexShard], min_sim: float | None) -> Searcher:
     """Search every shard and merge, keeping only neighbours >= ``min_sim`` as the pipeline's k-NN does (it
     searches only for edges at or above the lowest threshold)."""
+
     def search(xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return merge_topk([search_shard(s, xq, k, min_sim) for s in shards], k)
+
     return search
 
 
@@ -127,9 +131,14 @@ def recall_fields(approx: tuple, exact: tuple, thresholds: list[float]) -> dict[
         unsat[key] = round(f_u / t_u, 6) if t_u else 1.0
         unsat_rows[key] = [int(rows.sum()), int(f_u), int(t_u)]
         strict[key] = round(strict_edge_recall(approx, exact, t), 6)
-    return {"edge_recall": recall, "edges_found_total": edges, "edge_recall_unsaturated": unsat,
-            "unsaturated_rows_found_total": unsat_rows,
-            "edge_recall_ids": strict, "topk_recall": round(topk_recall(approx[1], exact[1]), 6)}
+    return {
+        "edge_recall": recall,
+        "edges_found_total": edges,
+        "edge_recall_unsaturated": unsat,
+        "unsaturated_rows_found_total": unsat_rows,
+        "edge_recall_ids": strict,
+        "topk_recall": round(topk_recall(approx[1], exact[1]), 6),
+    }
 
 
 def timed_search(search: Searcher, xq: np.ndarray, k: int, repeats: int) -> tuple[tuple, list[float], int]:
@@ -147,8 +156,9 @@ def timed_search(search: Searcher, xq: np.ndarray, k: int, repeats: int) -> tupl
     return out, times, ndis
 
 
-def quantizer(cache: dict, ids: np.ndarray, xb: np.ndarray, nlist: int, cfg: SearchConfig,
-              backend: str) -> tuple[np.ndarray, float]:
+def quantizer(
+    cache: dict, ids: np.ndarray, xb: np.ndarray, nlist: int, cfg: SearchConfig, backend: str
+) -> tuple[np.ndarray, float]:
     """Centroids for ``nlist`` lists, trained as the pipeline does (cached per nlist)."""
     if nlist not in cache:
         n_max = train_size(IndexSpec(nlist=nlist), cfg)
@@ -190,14 +200,14 @@ def pq_searcher(index: Any, nprobe: int, k_factor: float) -> Searcher:
         index.k_factor = k_factor
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
         return np.where(I >= 0, D, -np.inf).astype(np.float32), I.astype(np.int64)
+
     return search
 
 
 def meta(args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
     import faiss
 
-    return record("search", backend=args.backend, k=args.k, seed=args.seed, threads=faiss.omp_get_max_threads(),
-                  **kw)
+    return record("search", backend=args.backend, k=args.k, seed=args.seed, threads=faiss.omp_get_max_threads(), **kw)
 
 
 def with_target(args: argparse.Namespace, rec: dict[str, Any]) -> dict[str, Any]:
@@ -246,8 +256,14 @@ class Synthetic:
         return self.xq[: min(self.m, self.args.check_queries)]
 
     def common(self) -> dict[str, Any]:
-        return {"dataset": "synthetic", "n": self.n, "dim": self.args.dim, "shards": self.args.shards,
-                "queries": self.m, "search_s_all_extrapolated": self.m < self.n}
+        return {
+            "dataset": "synthetic",
+            "n": self.n,
+            "dim": self.args.dim,
+            "shards": self.args.shards,
+            "queries": self.m,
+            "search_s_all_extrapolated": self.m < self.n,
+        }
 
     def shards(self, spec: IndexSpec, centroids: np.ndarray | None = None, n_shards: int = 0) -> list[IndexShard]:
         return split_shards(self.ids, self.xb, spec, centroids, self.args.backend, n_shards or self.args.shards)
@@ -279,9 +295,12 @@ def sharding_check(sharded: Searcher, single: Searcher, xq: np.ndarray, k: int) 
     Ds, Is = sharded(xq, k)
     D1, I1 = single(xq, k)
     fin = np.isfinite(Ds) & np.isfinite(D1)
-    return {"queries": len(xq), "same_ids": round(float((Is == I1).mean()), 6),
-            "max_abs_sim_diff": float(np.abs(Ds[fin] - D1[fin]).max()) if fin.any() else 0.0,
-            "same_finite": bool((np.isfinite(Ds) == np.isfinite(D1)).all())}
+    return {
+        "queries": len(xq),
+        "same_ids": round(float((Is == I1).mean()), 6),
+        "max_abs_sim_diff": float(np.abs(Ds[fin] - D1[fin]).max()) if fin.any() else 0.0,
+        "same_finite": bool((np.isfinite(Ds) == np.isfinite(D1)).all()),
+    }
 
 
 def setup_synthetic(args: argparse.Namespace, thresholds: list[float], out: JsonLines) -> Synthetic:
@@ -297,8 +316,7 @@ def setup_synthetic(args: argparse.Namespace, thresholds: list[float], out: Json
     run = Synthetic(args, thresholds, out, xb, qids, cfg)
     # warm-up (thread pools, BLAS, page faults) on a small flat search
     w = min(n, 20_000)
-    search_shard(build_shard(run.ids[:w], xb[:w], IndexSpec(), None, args.backend), run.xq[: min(m, 256)],
-                 args.k + 1)
+    search_shard(build_shard(run.ids[:w], xb[:w], IndexSpec(), None, args.backend), run.xq[: min(m, 256)], args.k + 1)
     return run
 
 
@@ -310,11 +328,24 @@ def run_exact(run: Synthetic) -> None:
     exact_raw, times, _ = timed_search(exact_search, run.xq, kk, args.repeats)
     run.exact, run.t_exact = drop_self(*exact_raw, run.qids, args.k), min(times)
     run.exact_total = run.t_exact * run.scale + build_exact
-    rec = meta(args, config="exact", index="Flat", nlist=0, nprobe=0, default=False, **run.common(),
-               train_s=0.0, build_s=round(build_exact, 3), search_s=round(run.t_exact, 3),
-               search_s_repeats=[round(t, 3) for t in times], search_s_all=round(run.t_exact * run.scale, 2),
-               speedup=1.0, speedup_incl_build=1.0, scanned_frac=1.0,
-               **recall_fields(run.exact, run.exact, run.thresholds))
+    rec = meta(
+        args,
+        config="exact",
+        index="Flat",
+        nlist=0,
+        nprobe=0,
+        default=False,
+        **run.common(),
+        train_s=0.0,
+        build_s=round(build_exact, 3),
+        search_s=round(run.t_exact, 3),
+        search_s_repeats=[round(t, 3) for t in times],
+        search_s_all=round(run.t_exact * run.scale, 2),
+        speedup=1.0,
+        speedup_incl_build=1.0,
+        scanned_frac=1.0,
+        **recall_fields(run.exact, run.exact, run.thresholds),
+    )
     rec["meets_target"] = True
     if args.shards > 1:
         single = run.searcher(run.shards(IndexSpec(), n_shards=1))
@@ -322,19 +353,40 @@ def run_exact(run: Synthetic) -> None:
     run.out.emit(rec)
 
 
-def report(run: Synthetic, name: str, index: str, spec: IndexSpec, train_s: float, build_s: float,
-           search: Searcher, extra: dict | None = None) -> None:
+def report(
+    run: Synthetic,
+    name: str,
+    index: str,
+    spec: IndexSpec,
+    train_s: float,
+    build_s: float,
+    search: Searcher,
+    extra: dict | None = None,
+) -> None:
     """Time ``search`` on the queries and emit its record against the exact answer."""
     args = run.args
     raw, times, ndis = timed_search(search, run.xq, args.k + 1, args.repeats)
     t = min(times)
     extra = {"scanned_frac": round(ndis / (run.m * run.n), 5) if ndis else None, **(extra or {})}
     total = train_s + build_s + t * run.scale
-    rec = meta(args, config=name, index=index, nlist=spec.nlist, nprobe=spec.nprobe, default=name == "default",
-               **run.common(), train_s=round(train_s, 3), build_s=round(build_s, 3), search_s=round(t, 3),
-               search_s_repeats=[round(x, 3) for x in times], search_s_all=round(t * run.scale, 2),
-               speedup=round(run.t_exact / t, 2), speedup_incl_build=round(run.exact_total / total, 2),
-               **recall_fields(drop_self(*raw, run.qids, args.k), run.exact, run.thresholds), **extra)
+    rec = meta(
+        args,
+        config=name,
+        index=index,
+        nlist=spec.nlist,
+        nprobe=spec.nprobe,
+        default=name == "default",
+        **run.common(),
+        train_s=round(train_s, 3),
+        build_s=round(build_s, 3),
+        search_s=round(t, 3),
+        search_s_repeats=[round(x, 3) for x in times],
+        search_s_all=round(t * run.scale, 2),
+        speedup=round(run.t_exact / t, 2),
+        speedup_incl_build=round(run.exact_total / total, 2),
+        **recall_fields(drop_self(*raw, run.qids, args.k), run.exact, run.thresholds),
+        **extra,
+    )
     run.out.emit(with_target(args, rec))
 
 
@@ -352,8 +404,16 @@ def run_ivf_lists(run: Synthetic, qcache: dict, nlist: int, group: list[IndexSpe
         if spec == default and args.shards > 1:
             one = run.searcher(run.shards(spec, centroids, n_shards=1))
             extra["sharding_check"] = sharding_check(run.searcher(shards), one, run.check_q, args.k + 1)
-        report(run, "default" if spec == default else "ivf", f"IVF{nlist},Flat", spec, train_s, build_s,
-               run.searcher(shards), extra)
+        report(
+            run,
+            "default" if spec == default else "ivf",
+            f"IVF{nlist},Flat",
+            spec,
+            train_s,
+            build_s,
+            run.searcher(shards),
+            extra,
+        )
 
 
 def run_ivf(run: Synthetic, qcache: dict) -> None:
@@ -382,8 +442,16 @@ def run_pq(run: Synthetic, qcache: dict) -> None:
     build_s = time.perf_counter() - t0
     name = f"IVF{args.pq_nlist},PQ{args.pq_m}+RefineFlat(k_factor={args.k_factor:g})"
     for nprobe in sorted(set(args.pq_nprobes or (FULL_PQ_NPROBES if args.full else QUICK_PQ_NPROBES))):
-        report(run, "ivfpq_refine", name, IndexSpec(args.pq_nlist, nprobe), train_s, build_s,
-               pq_searcher(index, nprobe, args.k_factor), {"k_factor": args.k_factor, "shards_used": 1})
+        report(
+            run,
+            "ivfpq_refine",
+            name,
+            IndexSpec(args.pq_nlist, nprobe),
+            train_s,
+            build_s,
+            pq_searcher(index, nprobe, args.k_factor),
+            {"k_factor": args.k_factor, "shards_used": 1},
+        )
 
 
 def run_synthetic(args: argparse.Namespace, thresholds: list[float], out: JsonLines) -> None:
@@ -410,8 +478,9 @@ def real_configs(args: argparse.Namespace, n: int) -> list[tuple[str, IndexSpec]
     """The default rule (flat at these sizes), the IVF rule forced, and forced IVF at ``--real-nprobes``."""
     forced = choose_index(n, SearchConfig(flat_below=0))
     configs = [("default", choose_index(n, SearchConfig())), ("forced_ivf_rule", forced)]
-    return configs + [(f"forced_ivf_nprobe{p}", dataclasses.replace(forced, nprobe=p))
-                      for p in args.real_nprobes if p < forced.nlist]
+    return configs + [
+        (f"forced_ivf_nprobe{p}", dataclasses.replace(forced, nprobe=p)) for p in args.real_nprobes if p < forced.nlist
+    ]
 
 
 def run_real_set(args: argparse.Namespace, thresholds: list[float], out: JsonLines, path: Path) -> None:
@@ -419,8 +488,9 @@ def run_real_set(args: argparse.Namespace, thresholds: list[float], out: JsonLin
     n, dim = xb.shape
     ids = np.arange(n, dtype=np.int64)
     k, min_sim = min(args.k, n - 1), thresholds[0]
-    exact = drop_self(*shards_searcher([build_shard(ids, xb, IndexSpec(), None, args.backend)], min_sim)(
-        xb, k + 1), ids, k)
+    exact = drop_self(
+        *shards_searcher([build_shard(ids, xb, IndexSpec(), None, args.backend)], min_sim)(xb, k + 1), ids, k
+    )
     for name, spec in real_configs(args, n):
         train_s, centroids = 0.0, None
         if not spec.is_flat:
@@ -429,11 +499,25 @@ def run_real_set(args: argparse.Namespace, thresholds: list[float], out: JsonLin
         t0 = time.perf_counter()
         raw = search(xb, k + 1)
         t = time.perf_counter() - t0
-        rec = meta(args, config=name, index="Flat" if spec.is_flat else f"IVF{spec.nlist},Flat",
-                   nlist=spec.nlist, nprobe=spec.nprobe, default=name == "default", dataset=path.stem,
-                   n=n, dim=dim, shards=1, queries=n, search_s_all_extrapolated=False,
-                   train_s=round(train_s, 4), search_s=round(t, 4), search_s_all=round(t, 4), k_used=k,
-                   **recall_fields(drop_self(*raw, ids, k), exact, thresholds))
+        rec = meta(
+            args,
+            config=name,
+            index="Flat" if spec.is_flat else f"IVF{spec.nlist},Flat",
+            nlist=spec.nlist,
+            nprobe=spec.nprobe,
+            default=name == "default",
+            dataset=path.stem,
+            n=n,
+            dim=dim,
+            shards=1,
+            queries=n,
+            search_s_all_extrapolated=False,
+            train_s=round(train_s, 4),
+            search_s=round(t, 4),
+            search_s_all=round(t, 4),
+            k_used=k,
+            **recall_fields(drop_self(*raw, ids, k), exact, thresholds),
+        )
         out.emit(with_target(args, rec))
 
 
@@ -454,46 +538,94 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
-TABLE_NOTE = ("edge@T: count-based edge recall at T; sparse@T: the same on query rows with < k exact edges >= T; "
-              "ids@T: id-based edge recall;\n~: all-vs-all time extrapolated from the query sample; "
-              "scanned: database vectors compared per query (faiss ndis; PQ: codes);\n"
-              "speedup: exact/approx search time on the same queries; w/build: also counting quantizer "
-              "training and index build")
+TABLE_NOTE = (
+    "edge@T: count-based edge recall at T; sparse@T: the same on query rows with < k exact edges >= T; "
+    "ids@T: id-based edge recall;\n~: all-vs-all time extrapolated from the query sample; "
+    "scanned: database vectors compared per query (faiss ndis; PQ: codes);\n"
+    "speedup: exact/approx search time on the same queries; w/build: also counting quantizer "
+    "training and index build"
+)
 
 
 def table_row(r: dict[str, Any], ts: list[str], p: str) -> list[str]:
     est = "~" if r.get("search_s_all_extrapolated") else ""
     index = r["index"].replace("+RefineFlat", "+Refine").split("(")[0]
-    return [r["dataset"][:17], r["config"][:19], index[:25], str(r["nprobe"]), f"{r.get('train_s', 0.0):.1f}",
-            f"{r.get('build_s', 0.0):.1f}", est + format(r["search_s_all"], ".1f"), _num(r.get("speedup")),
-            _num(r.get("speedup_incl_build")), _pct(r.get("scanned_frac")), f"{r['topk_recall']:.3f}",
-            *(f"{r['edge_recall'][t]:.4f}" for t in ts), f"{r['edge_recall_unsaturated'][p]:.4f}",
-            f"{r['edge_recall_ids'][p]:.4f}"]
+    return [
+        r["dataset"][:17],
+        r["config"][:19],
+        index[:25],
+        str(r["nprobe"]),
+        f"{r.get('train_s', 0.0):.1f}",
+        f"{r.get('build_s', 0.0):.1f}",
+        est + format(r["search_s_all"], ".1f"),
+        _num(r.get("speedup")),
+        _num(r.get("speedup_incl_build")),
+        _pct(r.get("scanned_frac")),
+        f"{r['topk_recall']:.3f}",
+        *(f"{r['edge_recall'][t]:.4f}" for t in ts),
+        f"{r['edge_recall_unsaturated'][p]:.4f}",
+        f"{r['edge_recall_ids'][p]:.4f}",
+    ]
 
 
 def table(records: list[dict], thresholds: list[float], primary: float) -> str:
     ts, p = [f"{t:g}" for t in thresholds], f"{primary:g}"
-    head = ["dataset", "config", "index", "nprobe", "train_s", "build_s", "search_all_s", "speedup", "w/build",
-            "scanned", "top-k", *(f"edge@{t}" for t in ts), f"sparse@{p}", f"ids@{p}"]
+    head = [
+        "dataset",
+        "config",
+        "index",
+        "nprobe",
+        "train_s",
+        "build_s",
+        "search_all_s",
+        "speedup",
+        "w/build",
+        "scanned",
+        "top-k",
+        *(f"edge@{t}" for t in ts),
+        f"sparse@{p}",
+        f"ids@{p}",
+    ]
     text = format_table(head, [table_row(r, ts, p) for r in records], align="lll")
     return text + "\n" + TABLE_NOTE
 
 
 # --------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = parser(__doc__, "backend", "n", "dim", "identities", "repeats", "seed", "out", "verbose",
-               n={"default": 200_000, "help": "faces in the synthetic day (database)"},
-               repeats={"help": "timed searches per configuration (min is kept)"})
+    p = parser(
+        __doc__,
+        "backend",
+        "n",
+        "dim",
+        "identities",
+        "repeats",
+        "seed",
+        "out",
+        "verbose",
+        n={"default": 200_000, "help": "faces in the synthetic day (database)"},
+        repeats={"help": "timed searches per configuration (min is kept)"},
+    )
     p.add_argument("--k", type=int, default=10, help="neighbours per face (k + 1 are searched: self)")
     p.add_argument("--threshold", type=float, default=0.6, help="edge similarity threshold (target checked here)")
     p.add_argument("--thresholds", type=float, nargs="+", default=None, help="more thresholds to report")
     p.add_argument("--shards", type=int, default=1, help="database shards, searched separately and merged")
-    p.add_argument("--full", action="store_true", help="all alternatives (nlist 1024/4096 x nprobe 8..64, "
-                   "PQ nprobe 16/32/64); slow at n=200000")
-    p.add_argument("--sample", type=int, default=50_000,
-                   help="query rows searched and compared to exact (0 = all: true all-vs-all)")
-    p.add_argument("--flat-below", type=int, default=None,
-                   help="override SearchConfig.flat_below for the default rule (e.g. 0 to force IVF at small n)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="all alternatives (nlist 1024/4096 x nprobe 8..64, PQ nprobe 16/32/64); slow at n=200000",
+    )
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=50_000,
+        help="query rows searched and compared to exact (0 = all: true all-vs-all)",
+    )
+    p.add_argument(
+        "--flat-below",
+        type=int,
+        default=None,
+        help="override SearchConfig.flat_below for the default rule (e.g. 0 to force IVF at small n)",
+    )
     p.add_argument("--nlists", type=int, nargs="+", default=None, help="IVF-Flat alternatives' nlist")
     p.add_argument("--nprobes", type=int, nargs="+", default=None, help="IVF-Flat alternatives' nprobe")
     p.add_argument("--pq-nlist", type=int, default=1024)

@@ -3,6 +3,7 @@
 Precedence (lowest first): packaged defaults < YAML file < environment (``DASKCLUSTER_SECTION__KEY=value``)
 < ``--set section.key=value``. Every similarity is a cosine similarity in [-1, 1].
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,33 +32,54 @@ class IngestConfig(_Section):
 
 class AssignConfig(_Section):
     threshold: float = Field(0.6, ge=-1.0, le=1.0, description="cosine similarity to join a gallery cluster")
-    margin: float = Field(0.0, ge=0.0, le=2.0, description="when the two best clusters both pass the threshold "
-                          "and are closer than this, the face goes to step 2 instead (0 = off)")
+    margin: float = Field(
+        0.0,
+        ge=0.0,
+        le=2.0,
+        description="when the two best clusters both pass the threshold "
+        "and are closer than this, the face goes to step 2 instead (0 = off)",
+    )
 
 
 class ClusterConfig(_Section):
     threshold: float = Field(0.6, ge=-1.0, le=1.0, description="cosine similarity of a k-NN edge")
     k: int = Field(10, ge=1, le=1024, description="neighbours per face in the k-NN graph")
     mutual: bool = Field(False, description="keep an edge only when each end is among the other's k neighbours")
-    min_shared: float = Field(0.2, ge=0.0, le=1.0, description="keep an edge only when its ends share at least "
-                              "this fraction of their neighbourhoods (each face counts in its own; 0 = off)")
-    link: Literal["all", "density"] = Field("all", description="density: each face keeps only its edge to its "
-                                            "most similar neighbour of higher density")
-    max_size: int = Field(10_000, ge=0, description="components larger than this are re-cut with a rising "
-                          "threshold until their pieces fit (0 = off)")
-    recut_step: float = Field(0.1, gt=0.0, lt=1.0, description="each re-cut raises the threshold t to "
-                              "t + (1 - t) * recut_step")
+    min_shared: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="keep an edge only when its ends share at least "
+        "this fraction of their neighbourhoods (each face counts in its own; 0 = off)",
+    )
+    link: Literal["all", "density"] = Field(
+        "all", description="density: each face keeps only its edge to its most similar neighbour of higher density"
+    )
+    max_size: int = Field(
+        10_000,
+        ge=0,
+        description="components larger than this are re-cut with a rising threshold until their pieces fit (0 = off)",
+    )
+    recut_step: float = Field(
+        0.1, gt=0.0, lt=1.0, description="each re-cut raises the threshold t to t + (1 - t) * recut_step"
+    )
 
 
 class QualityConfig(_Section):
-    column: str | None = Field("quality", description="metadata column with a quality score in [0, 1], used "
-                               "when the input has it")
+    column: str | None = Field(
+        "quality", description="metadata column with a quality score in [0, 1], used when the input has it"
+    )
     use_norm: bool = Field(False, description="use the raw feature norm as a quality signal (MagFace-style)")
     norm_range: tuple[float, float] = Field((0.0, 1.0), description="raw norms mapped to quality 0 and 1")
-    floor: float = Field(0.4, ge=0.0, le=1.0, description="faces of lower quality (mean of the signals) "
-                         "neither seed, chain nor update clusters (0 = off)")
-    join_threshold: float = Field(0.75, ge=-1.0, le=1.0, description="similarity a low-quality face needs to "
-                                  "join an existing cluster")
+    floor: float = Field(
+        0.4,
+        ge=0.0,
+        le=1.0,
+        description="faces of lower quality (mean of the signals) neither seed, chain nor update clusters (0 = off)",
+    )
+    join_threshold: float = Field(
+        0.75, ge=-1.0, le=1.0, description="similarity a low-quality face needs to join an existing cluster"
+    )
 
     @model_validator(mode="after")
     def _check_range(self) -> QualityConfig:
@@ -67,8 +89,11 @@ class QualityConfig(_Section):
 
 
 class PreprocessConfig(_Section):
-    centre: bool = Field(False, description="subtract the mean unit feature learned from the first day (kept "
-                         "in the gallery) before normalising")
+    centre: bool = Field(
+        False,
+        description="subtract the mean unit feature learned from the first day (kept "
+        "in the gallery) before normalising",
+    )
 
 
 class ConsolidateConfig(_Section):
@@ -145,7 +170,7 @@ def _env_overrides(environ: dict[str, str]) -> list[tuple[str, Any]]:
     items = []
     for name, value in sorted(environ.items()):
         if name.startswith(ENV_PREFIX) and "__" in name:
-            dotted = name[len(ENV_PREFIX):].lower().replace("__", ".")
+            dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
             items.append((dotted, _parse_value(value)))
     return items
 
@@ -161,8 +186,9 @@ def parse_set(assignments: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                environ: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), environ: dict[str, str] | None = None
+) -> Config:
     """Resolve the configuration; raises ConfigError naming the offending key."""
     tree: dict[str, Any] = {}
     if path is not None:
@@ -183,6 +209,5 @@ def validate_config(tree: dict[str, Any]) -> Config:
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid config: {problems}") from None

@@ -3,6 +3,7 @@ precision, then run every day with the config it wrote (in-process engine) and s
 
     python scripts/acceptance_synth.py [--seed 5] [--faces-per-day 10000] [--days 3] [--dim 128] [--target 0.98]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,23 @@ def main() -> None:
     truth = np.concatenate([d.label for d in days])
     m = evaluate(truth, labels)
     true_largest = int(np.unique(truth, return_counts=True)[1].max())
-    print(json.dumps({k: m[k] for k in ("bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precision",
-                                          "pairwise_recall", "pairwise_f", "largest_cluster")}
-                     | {"max_size": cal.config.cluster.max_size, "largest_true_identity": true_largest}))
+    print(
+        json.dumps(
+            {
+                k: m[k]
+                for k in (
+                    "bcubed_precision",
+                    "bcubed_recall",
+                    "bcubed_f",
+                    "pairwise_precision",
+                    "pairwise_recall",
+                    "pairwise_f",
+                    "largest_cluster",
+                )
+            }
+            | {"max_size": cal.config.cluster.max_size, "largest_true_identity": true_largest}
+        )
+    )
 
 
 if __name__ == "__main__":

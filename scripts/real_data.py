@@ -5,6 +5,7 @@ day and split into two days (alternate rows) on a LocalCluster, and scored with 
 
 Writes ``results.json`` and ``results.md`` (the README's real-data table).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,27 +54,43 @@ def run_set(client: Client, path: Path, target: float, out: Path) -> dict:
         run_day(client, _write_day(table, tmp / "one", "2026-01-01"), tmp / "g1", cal.config)
         one = _score(tmp / "g1", table)
         for i, mask in enumerate((~odd, odd)):
-            run_day(client, _write_day(table.filter(pa.array(mask)), tmp / "two", f"2026-01-0{i + 1}"), tmp / "g2",
-                    cal.config)
+            run_day(
+                client,
+                _write_day(table.filter(pa.array(mask)), tmp / "two", f"2026-01-0{i + 1}"),
+                tmp / "g2",
+                cal.config,
+            )
         two = _score(tmp / "g2", table)
     c = cal.config
-    return {"set": path.stem, "faces": table.num_rows, "identities": len(set(table.column("label").to_pylist())),
-            "centre": c.preprocess.centre, "rule": cal.best["rule"], "cluster_threshold": c.cluster.threshold,
-            "assign_threshold": c.assign.threshold, "one_day": one, "two_days": two,
-            "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "set": path.stem,
+        "faces": table.num_rows,
+        "identities": len(set(table.column("label").to_pylist())),
+        "centre": c.preprocess.centre,
+        "rule": cal.best["rule"],
+        "cluster_threshold": c.cluster.threshold,
+        "assign_threshold": c.assign.threshold,
+        "one_day": one,
+        "two_days": two,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| set | faces | identities | centred | rule | cluster t | assign t | B-cubed P / R / F (one day) "
-             "| B-cubed P / R / F (two days) | pairwise F (two days) |",
-             "| --- | ---: | ---: | --- | --- | ---: | ---: | --- | --- | ---: |"]
+    lines = [
+        "| set | faces | identities | centred | rule | cluster t | assign t | B-cubed P / R / F (one day) "
+        "| B-cubed P / R / F (two days) | pairwise F (two days) |",
+        "| --- | ---: | ---: | --- | --- | ---: | ---: | --- | --- | ---: |",
+    ]
     for r in rows:
         o, t = r["one_day"], r["two_days"]
-        lines.append(f"| {r['set']} | {r['faces']} | {r['identities']} | {r['centre']} | {r['rule']} | "
-                     f"{r['cluster_threshold']} | {r['assign_threshold']} | "
-                     f"{o['bcubed_precision']:.3f} / {o['bcubed_recall']:.3f} / **{o['bcubed_f']:.3f}** | "
-                     f"{t['bcubed_precision']:.3f} / {t['bcubed_recall']:.3f} / **{t['bcubed_f']:.3f}** | "
-                     f"{t['pairwise_f']:.3f} |")
+        lines.append(
+            f"| {r['set']} | {r['faces']} | {r['identities']} | {r['centre']} | {r['rule']} | "
+            f"{r['cluster_threshold']} | {r['assign_threshold']} | "
+            f"{o['bcubed_precision']:.3f} / {o['bcubed_recall']:.3f} / **{o['bcubed_f']:.3f}** | "
+            f"{t['bcubed_precision']:.3f} / {t['bcubed_recall']:.3f} / **{t['bcubed_f']:.3f}** | "
+            f"{t['pairwise_f']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -87,8 +104,10 @@ def main() -> None:
     if not files:
         sys.exit(f"no Parquet files in {args.data}")
     args.out.mkdir(parents=True, exist_ok=True)
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR) as cluster,
+        Client(cluster) as client,
+    ):
         rows = [run_set(client, f, args.target, args.out) for f in files]
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
     (args.out / "results.md").write_text(markdown(rows))

@@ -1,4 +1,5 @@
 """Shared fixtures: a real Dask LocalCluster (worker processes) for the session, small labelled data."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,12 @@ REAL_DATA = Path(__file__).resolve().parent / "data" / "real"
 
 @pytest.fixture(scope="session")
 def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -36,5 +41,8 @@ def tree_digest(root: Path) -> dict[str, str]:
     """Every file under ``root`` with the hash of its bytes (for 'the gallery is byte-identical')."""
     if not root.exists():
         return {}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }

@@ -1,5 +1,6 @@
 """A straightforward single-process numpy implementation of the reference system's two steps, used by the
 tests as the oracle for exact mode. Written independently of the package's stage code."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -26,12 +26,15 @@ def test_precedence_file_env_set(tmp_path):
     assert (cfg.assign.threshold, cfg.cluster.threshold, cfg.cluster.k, cfg.search.exact) == (0.72, 0.65, 7, True)
 
 
-@pytest.mark.parametrize("override, field", [
-    ("assign.threshold=2", "assign.threshold"),
-    ("cluster.k=zero", "cluster.k"),
-    ("cluster.nope=1", "cluster.nope"),
-    ("ingest.on_bad_row=ignore", "ingest.on_bad_row"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("assign.threshold=2", "assign.threshold"),
+        ("cluster.k=zero", "cluster.k"),
+        ("cluster.nope=1", "cluster.nope"),
+        ("ingest.on_bad_row=ignore", "ingest.on_bad_row"),
+    ],
+)
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         load_config(None, [override], environ={})

@@ -1,4 +1,5 @@
 """Importing the package (and running the CPU path's modules) never imports a GPU library."""
+
 import subprocess
 import sys
 
@@ -6,9 +7,11 @@ GPU_MODULES = ("cupy", "cudf", "cugraph", "dask_cuda", "rmm")
 
 
 def test_import_does_not_load_gpu_libraries():
-    code = ("import sys, daskcluster, daskcluster.cli, daskcluster.run.pipeline, daskcluster.backends;"
-            "daskcluster.backends.get_backend('cpu');"
-            f"print([m for m in {GPU_MODULES!r} if m in sys.modules])")
+    code = (
+        "import sys, daskcluster, daskcluster.cli, daskcluster.run.pipeline, daskcluster.backends;"
+        "daskcluster.backends.get_backend('cpu');"
+        f"print([m for m in {GPU_MODULES!r} if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -45,14 +48,22 @@ def test_only_backends_import_device_libraries():
         if path.relative_to(package).parts[0] == "backends":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             found += [f"{path.relative_to(package)}: {n}" for n in names if n.split(".")[0] in device]
     assert found == []
 
 
 LAYERS = ["config", "backends", "search", "stages", "gallery", "run", "eval", "deploy", "cli"]
-LOWER = {"eval.metrics": "config", "eval.report": "gallery"}  # leaves that sit below their folder (docs/architecture.md)
+LOWER = {
+    "eval.metrics": "config",
+    "eval.report": "gallery",
+}  # leaves that sit below their folder (docs/architecture.md)
 
 
 def _layer(module: str) -> int:
@@ -75,7 +86,10 @@ def test_each_layer_imports_only_itself_and_the_layers_below():
         here = ".".join(p for p in rel.parts if p != "__init__")
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("daskcluster"):
-                targets = [node.module[len("daskcluster."):]] if node.module != "daskcluster" else \
-                    [a.name for a in node.names]
+                targets = (
+                    [node.module[len("daskcluster.") :]]
+                    if node.module != "daskcluster"
+                    else [a.name for a in node.names]
+                )
                 wrong += [f"{here} -> {t}" for t in targets if _layer(t) > _layer(here)]
     assert wrong == []

@@ -1,4 +1,5 @@
 """``python -m benchmarks.scaling``: options, the runs, and the records and tables made of them."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,22 +21,44 @@ log = logging.getLogger("bench_scaling")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = parser(benchmarks.scaling.__doc__, "backend", "n", "dim", "identities", "seed", "repeats", "set", "out",
-               "quick", "verbose",
-               n={"help": "faces in the day (default 500000; --quick: 20000)"},
-               identities={"help": "synthetic population (0 = n / 5, at most the gallery)"},
-               repeats={"help": "runs per worker count (per stage, the fastest is kept)"},
-               set={"help": "config override for the runs (as daskcluster run-day --set)"},
-               quick={"help": "tiny: n=20000, gallery 20000 (for tests)"})
-    p.add_argument("--gallery-clusters", type=int, default=None,
-                   help="clusters in the starting gallery (default 500000; --quick: 20000)")
+    p = parser(
+        benchmarks.scaling.__doc__,
+        "backend",
+        "n",
+        "dim",
+        "identities",
+        "seed",
+        "repeats",
+        "set",
+        "out",
+        "quick",
+        "verbose",
+        n={"help": "faces in the day (default 500000; --quick: 20000)"},
+        identities={"help": "synthetic population (0 = n / 5, at most the gallery)"},
+        repeats={"help": "runs per worker count (per stage, the fastest is kept)"},
+        set={"help": "config override for the runs (as daskcluster run-day --set)"},
+        quick={"help": "tiny: n=20000, gallery 20000 (for tests)"},
+    )
+    p.add_argument(
+        "--gallery-clusters",
+        type=int,
+        default=None,
+        help="clusters in the starting gallery (default 500000; --quick: 20000)",
+    )
     p.add_argument("--shards", type=int, default=2, help="gallery shards (cluster_id %% shards)")
     p.add_argument("--cluster-count", type=int, default=10, help="faces counted per starting cluster")
-    p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "daskcluster-bench-scaling"),
-                   help="data, starting gallery and run galleries (reused when present)")
+    p.add_argument(
+        "--workdir",
+        default=str(Path(tempfile.gettempdir()) / "daskcluster-bench-scaling"),
+        help="data, starting gallery and run galleries (reused when present)",
+    )
     p.add_argument("--keep", action="store_true", help="keep each run's gallery under WORKDIR/runs")
-    p.add_argument("--no-memory-quarter", dest="memory_quarter", action="store_false",
-                   help="skip the n/4 day (memory at two sizes)")
+    p.add_argument(
+        "--no-memory-quarter",
+        dest="memory_quarter",
+        action="store_false",
+        help="skip the n/4 day (memory at two sizes)",
+    )
     p.add_argument("--sample-period", type=float, default=0.1, help="RSS sampling period, seconds")
     p.add_argument("--probe-tasks", type=int, default=None, help="scheduler probe tasks (default 2000; quick 200)")
     add_projection_options(p)
@@ -61,10 +84,20 @@ def add_projection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale-knn-nlist", type=int, default=0, help="k-NN IVF lists at scale (0 = choose_index)")
     p.add_argument("--scale-knn-nprobe", type=int, default=0, help="k-NN lists probed at scale (0 = choose_index)")
     p.add_argument("--net-gbps", type=float, default=10.0, help="network bandwidth per worker, Gbit/s")
-    p.add_argument("--worker-speedup", type=float, nargs="+", default=[1.0, 50.0],
-                   help="production worker speed relative to the measured one (e.g. a GPU)")
-    p.add_argument("--project-from", type=Path, default=None, metavar="FILE.jsonl",
-                   help="run nothing: recompute the model and projection from the run records of an earlier run")
+    p.add_argument(
+        "--worker-speedup",
+        type=float,
+        nargs="+",
+        default=[1.0, 50.0],
+        help="production worker speed relative to the measured one (e.g. a GPU)",
+    )
+    p.add_argument(
+        "--project-from",
+        type=Path,
+        default=None,
+        metavar="FILE.jsonl",
+        help="run nothing: recompute the model and projection from the run records of an earlier run",
+    )
 
 
 def make_config(args: argparse.Namespace) -> Config:
@@ -82,8 +115,9 @@ def model_and_projection(args: argparse.Namespace, cfg: Config, rec1: dict, rec2
     return [tables.model_table(rec1["prefixes"], rec2["prefixes"]), tables.projection_table(args, projections)]
 
 
-def memory_report(args: argparse.Namespace, mem_runs: list[RunData], small: RunData | None, big: RunData,
-                  out: JsonLines) -> list[str]:
+def memory_report(
+    args: argparse.Namespace, mem_runs: list[RunData], small: RunData | None, big: RunData, out: JsonLines
+) -> list[str]:
     """(c): the ``memory`` records and tables of every run, and the ``memory_sizes`` ones (n/4 day vs n)."""
     texts, mems = [], {}
     for run in mem_runs:
@@ -99,8 +133,9 @@ def memory_report(args: argparse.Namespace, mem_runs: list[RunData], small: RunD
     return texts
 
 
-def report(args: argparse.Namespace, cfg: Config, runs: dict[int, list[RunData]], small: RunData | None,
-           out: JsonLines) -> list[str]:
+def report(
+    args: argparse.Namespace, cfg: Config, runs: dict[int, list[RunData]], small: RunData | None, out: JsonLines
+) -> list[str]:
     """The ``scaling``, ``model``, ``projection``, ``memory`` and ``memory_sizes`` records; the tables."""
     r1, r2 = best_run(runs[1]), best_run(runs[2])
     rows = tables.scaling_rows(runs, r1, r2)
@@ -115,8 +150,11 @@ def project_from(args: argparse.Namespace, cfg: Config) -> list[dict[str, Any]]:
     """Recompute the model and projection from the ``run`` records of an earlier run's JSON lines; the records
     carry that run's ``meta`` (where and when it was measured)."""
     path = args.project_from
-    runs = [r for r in read_lines(path)
-            if r.get("bench") == "scaling" and r.get("kind") == "run" and r.get("status") == "committed"]
+    runs = [
+        r
+        for r in read_lines(path)
+        if r.get("bench") == "scaling" and r.get("kind") == "run" and r.get("status") == "committed"
+    ]
     if not runs:
         raise SystemExit(f"{path}: no committed bench_scaling run records")
     n = max(r["faces"] for r in runs)
@@ -135,8 +173,9 @@ def project_from(args: argparse.Namespace, cfg: Config) -> list[dict[str, Any]]:
     return out.records
 
 
-def measure_all(args: argparse.Namespace, cfg: Config, out: JsonLines) -> tuple[dict[int, list[RunData]],
-                                                                                 RunData | None]:
+def measure_all(
+    args: argparse.Namespace, cfg: Config, out: JsonLines
+) -> tuple[dict[int, list[RunData]], RunData | None]:
     """``--repeats`` runs on 1 and on 2 workers, then the n/4 day on 2 workers; a ``run`` record each."""
     runs: dict[int, list[RunData]] = {1: [], 2: []}
     for rep in range(args.repeats):
@@ -168,4 +207,3 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print_table("\n\n".join(texts))
     print_table(f"\ntotal {time.perf_counter() - t_all:.1f} s")
     return out.records
-

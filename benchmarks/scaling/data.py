@@ -1,5 +1,6 @@
 """The scaling benchmark's inputs: the synthetic day(s) as Parquet and the starting gallery, written directly in
 the gallery format; both under ``--workdir``, reused when present (a ``.done`` marker beside each)."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ def day_dir(args: argparse.Namespace, n: int) -> Path:
 
 
 def gallery_dir(args: argparse.Namespace) -> Path:
-    return Path(args.workdir) / (f"gallery-c{args.gallery_clusters}-d{args.dim}-i{args.identities}"
-                                 f"-sh{args.shards}-cnt{args.cluster_count}-s{args.seed}")
+    return Path(args.workdir) / (
+        f"gallery-c{args.gallery_clusters}-d{args.dim}-i{args.identities}"
+        f"-sh{args.shards}-cnt{args.cluster_count}-s{args.seed}"
+    )
 
 
 def _done(path: Path) -> Path:
@@ -85,9 +88,18 @@ def write_snapshot(args: argparse.Namespace, root: Path, centres: np.ndarray) ->
     day = np.datetime64(BASE_DAY, "D")
     for s in range(args.shards):
         ids = np.arange(s, len(centres), args.shards, dtype=np.int64)
-        write_shard(CentreTable(s, ids, np.full(len(ids), args.cluster_count, np.int64), centres[ids],
-                                 np.full(len(ids), day), np.full(len(ids), day), np.ones(len(ids), bool)),
-                    root / snapshot)
+        write_shard(
+            CentreTable(
+                s,
+                ids,
+                np.full(len(ids), args.cluster_count, np.int64),
+                centres[ids],
+                np.full(len(ids), day),
+                np.full(len(ids), day),
+                np.ones(len(ids), bool),
+            ),
+            root / snapshot,
+        )
     return snapshot
 
 
@@ -103,12 +115,39 @@ def write_base_manifest(args: argparse.Namespace, cfg: Config, root: Path, snaps
     (root / report / "summary.json").write_text(json.dumps({"synthetic": "starting gallery of benchmarks.scaling"}))
     n_faces = c * args.cluster_count
     record = DayRecord(
-        day=BASE_DAY, version=1, snapshot_before=None, snapshot=snapshot, assignments=assignments, quarantine=None,
-        report=report, input_checksum="synthetic", config_digest=cfg.digest(), config=cfg.to_dict(),
-        next_cluster_id_before=0, next_cluster_id_after=c, n_clusters_after=c, n_faces_after=n_faces,
-        n_faces=n_faces, n_quarantined=0, committed_at=now_utc(), quantizer=None)
-    write_manifest(root, Manifest(dim=args.dim, n_shards=args.shards, version=1, next_cluster_id=c,
-                                  snapshot=snapshot, n_clusters=c, n_faces=n_faces, days=[record], quantizer=None))
+        day=BASE_DAY,
+        version=1,
+        snapshot_before=None,
+        snapshot=snapshot,
+        assignments=assignments,
+        quarantine=None,
+        report=report,
+        input_checksum="synthetic",
+        config_digest=cfg.digest(),
+        config=cfg.to_dict(),
+        next_cluster_id_before=0,
+        next_cluster_id_after=c,
+        n_clusters_after=c,
+        n_faces_after=n_faces,
+        n_faces=n_faces,
+        n_quarantined=0,
+        committed_at=now_utc(),
+        quantizer=None,
+    )
+    write_manifest(
+        root,
+        Manifest(
+            dim=args.dim,
+            n_shards=args.shards,
+            version=1,
+            next_cluster_id=c,
+            snapshot=snapshot,
+            n_clusters=c,
+            n_faces=n_faces,
+            days=[record],
+            quantizer=None,
+        ),
+    )
 
 
 def prepare_gallery(args: argparse.Namespace, cfg: Config) -> Path:
@@ -121,10 +160,15 @@ def prepare_gallery(args: argparse.Namespace, cfg: Config) -> Path:
     t0 = time.perf_counter()
     snapshot = write_snapshot(args, root, gallery_centres(args))
     write_base_manifest(args, cfg, root, snapshot)
-    marker.write_text(json.dumps({"clusters": args.gallery_clusters, "identities": args.identities,
-                                  "shards": args.shards}))
-    log.warning("wrote the %d-cluster starting gallery under %s in %.1f s", args.gallery_clusters, root,
-                time.perf_counter() - t0)
+    marker.write_text(
+        json.dumps({"clusters": args.gallery_clusters, "identities": args.identities, "shards": args.shards})
+    )
+    log.warning(
+        "wrote the %d-cluster starting gallery under %s in %.1f s",
+        args.gallery_clusters,
+        root,
+        time.perf_counter() - t0,
+    )
     return root
 
 

@@ -5,6 +5,7 @@ the driver; the samples are attributed to the stage the driver was waiting for (
 plugin and the functions run on the workers are found there by import (``benchmarks`` is importable on the
 workers of a LocalCluster started from the repository root).
 """
+
 from __future__ import annotations
 
 import os
@@ -38,14 +39,21 @@ class Sampler:
 
         def busy() -> float:
             c = psutil.cpu_times()
-            return c.user + c.nice + c.system + getattr(c, "irq", 0.0) + getattr(c, "softirq", 0.0) + \
-                getattr(c, "steal", 0.0)
+            return (
+                c.user
+                + c.nice
+                + c.system
+                + getattr(c, "irq", 0.0)
+                + getattr(c, "softirq", 0.0)
+                + getattr(c, "steal", 0.0)
+            )
 
         def loop() -> None:
             while True:
                 cpu = proc.cpu_times()
-                self.samples.append((time.time(), proc.memory_info().rss, cpu.user + cpu.system,
-                                     busy() if self.machine else None))
+                self.samples.append(
+                    (time.time(), proc.memory_info().rss, cpu.user + cpu.system, busy() if self.machine else None)
+                )
                 if self._stop.wait(self.period):
                     return
 
@@ -134,9 +142,17 @@ def cpu_by_stage(run: RunData) -> dict[str, dict[str, float]]:
 
 def memory_fields(run: RunData, peaks: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
     """The ``memory`` records' fields of one run: one per stage, the peak RSS (MB) of every process."""
-    return [dict(kind="memory", label=run.label, workers=run.workers, faces=run.n, stage=stage,
-                 peak_rss_mb={p: round(v / MB, 1) for p, v in sorted(procs.items())})
-            for stage, procs in peaks.items()]
+    return [
+        dict(
+            kind="memory",
+            label=run.label,
+            workers=run.workers,
+            faces=run.n,
+            stage=stage,
+            peak_rss_mb={p: round(v / MB, 1) for p, v in sorted(procs.items())},
+        )
+        for stage, procs in peaks.items()
+    ]
 
 
 def vertices(run: RunData) -> int:
@@ -149,18 +165,34 @@ def size_rows(small: RunData, big: RunData, mems: dict[str, tuple]) -> list[dict
     rows = []
     for proc in sorted(set(o_s) & set(o_l), key=process_order):
         a_s, a_l = o_s[proc] - b_s[proc], o_l[proc] - b_l[proc]
-        rows.append({"process": proc, "peak_small": o_s[proc], "peak_large": o_l[proc], "above_idle_small": a_s,
-                     "above_idle_large": a_l, "growth_above_idle": a_l / a_s if a_s > 0 else None})
+        rows.append(
+            {
+                "process": proc,
+                "peak_small": o_s[proc],
+                "peak_large": o_l[proc],
+                "above_idle_small": a_s,
+                "above_idle_large": a_l,
+                "growth_above_idle": a_l / a_s if a_s > 0 else None,
+            }
+        )
     return rows
 
 
 def size_fields(row: dict[str, Any], small: RunData, big: RunData) -> dict[str, Any]:
     """The ``memory_sizes`` record's fields of one process (a row of :func:`size_rows`)."""
     growth = row["growth_above_idle"]
-    return dict(kind="memory_sizes", process=row["process"], faces_small=small.n, faces_large=big.n,
-                vertices_small=vertices(small), vertices_large=vertices(big),
-                edges_small=small.result.summary["knn_edges"], edges_large=big.result.summary["knn_edges"],
-                peak_rss_mb_small=round(row["peak_small"] / MB, 1), peak_rss_mb_large=round(row["peak_large"] / MB, 1),
-                above_idle_mb_small=round(row["above_idle_small"] / MB, 1),
-                above_idle_mb_large=round(row["above_idle_large"] / MB, 1),
-                growth_above_idle=None if growth is None else round(float(growth), 3))
+    return dict(
+        kind="memory_sizes",
+        process=row["process"],
+        faces_small=small.n,
+        faces_large=big.n,
+        vertices_small=vertices(small),
+        vertices_large=vertices(big),
+        edges_small=small.result.summary["knn_edges"],
+        edges_large=big.result.summary["knn_edges"],
+        peak_rss_mb_small=round(row["peak_small"] / MB, 1),
+        peak_rss_mb_large=round(row["peak_large"] / MB, 1),
+        above_idle_mb_small=round(row["above_idle_small"] / MB, 1),
+        above_idle_mb_large=round(row["above_idle_large"] / MB, 1),
+        growth_above_idle=None if growth is None else round(float(growth), 3),
+    )

@@ -4,6 +4,7 @@ production day, and the projected seconds per stage (see the package docstring, 
 Stages are the day summary's ``stage_seconds`` keys and a task name's stage is read from
 :mod:`daskcluster.run.tasks`; the per-name :data:`MODELS` only say what each task's work grows with.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,12 +74,12 @@ def tree_levels(n: int, fan_in: int = 8) -> list[int]:
 # --------------------------------------------------------------------------------------------- per task name
 @dataclasses.dataclass(frozen=True)
 class PrefixModel:
-    work: str      # unit of compute (a key of UNITS)
-    tasks: str     # unit of the number of tasks
-    data: str      # unit of the bytes it receives
+    work: str  # unit of compute (a key of UNITS)
+    tasks: str  # unit of the number of tasks
+    data: str  # unit of the bytes it receives
     fan: str = "1"  # how many shards' workers need each input: "1", "Sg", "Sk", "W"
     serial: bool = False  # one task: never spread
-    tree: bool = False    # a tree reduction over the partitions (cc-merge)
+    tree: bool = False  # a tree reduction over the partitions (cc-merge)
 
 
 MODELS: dict[str, PrefixModel] = {
@@ -183,13 +184,24 @@ def measured_quantities(rec: dict, cfg: Config) -> dict[str, float]:
     nla, npa = parse_index(s.get("assign_index"))
     nlk, npk = parse_index(s.get("knn_index"))
     search = cfg.search
-    return {"F": f, "U": max(1, f - s["assigned"]), "E": max(1, s.get("knn_edges") or 0),
-            "C": rec["gallery_clusters"], "P": prefixes.get("ingest", {}).get("tasks", 1),
-            "Sg": rec.get("shards", 2), "Sk": max(1, prefixes.get("knn-build", {}).get("tasks", 1)),
-            "W": rec["workers"], "nla": nla, "pa": npa / nla if nla else 1.0, "nlk": nlk,
-            "pk": npk / nlk if nlk else 1.0, "qa": 0 if "assign-probe" in prefixes else 1,
-            "qk": 0 if "knn-probe" in prefixes else 1,
-            "ntrain_a": train_size(IndexSpec(nlist=nla), search), "ntrain_k": train_size(IndexSpec(nlist=nlk), search)}
+    return {
+        "F": f,
+        "U": max(1, f - s["assigned"]),
+        "E": max(1, s.get("knn_edges") or 0),
+        "C": rec["gallery_clusters"],
+        "P": prefixes.get("ingest", {}).get("tasks", 1),
+        "Sg": rec.get("shards", 2),
+        "Sk": max(1, prefixes.get("knn-build", {}).get("tasks", 1)),
+        "W": rec["workers"],
+        "nla": nla,
+        "pa": npa / nla if nla else 1.0,
+        "nlk": nlk,
+        "pk": npk / nlk if nlk else 1.0,
+        "qa": 0 if "assign-probe" in prefixes else 1,
+        "qk": 0 if "knn-probe" in prefixes else 1,
+        "ntrain_a": train_size(IndexSpec(nlist=nla), search),
+        "ntrain_k": train_size(IndexSpec(nlist=nlk), search),
+    }
 
 
 def scale_quantities(args: argparse.Namespace, cfg: Config, qm: dict, w: int) -> dict[str, float]:
@@ -202,12 +214,24 @@ def scale_quantities(args: argparse.Namespace, cfg: Config, qm: dict, w: int) ->
     npk = args.scale_knn_nprobe or knn.nprobe
     nlk = min(nlk, max(16, int(u) // 39)) if nlk else 0
     rows_per_part = max(256, int(cfg.ingest.partition_mb * MB // (4 * d)))
-    return {"F": f, "U": u, "E": u * qm["E"] / qm["U"], "C": c, "P": math.ceil(f / rows_per_part),
-            "Sg": args.scale_shards or w, "Sk": max(1, math.ceil(u * d * 4 / MB / cfg.search.shard_mb)), "W": w,
-            "nla": nla, "pa": min(1.0, args.scale_nprobe / nla), "nlk": nlk,
-            "pk": min(1.0, npk / nlk) if nlk else 1.0,
-            "ntrain_a": train_size(IndexSpec(nlist=nla), cfg.search), "ntrain_k": train_size(IndexSpec(nlist=nlk), cfg.search),
-            "qa": qm["qa"], "qk": qm["qk"]}
+    return {
+        "F": f,
+        "U": u,
+        "E": u * qm["E"] / qm["U"],
+        "C": c,
+        "P": math.ceil(f / rows_per_part),
+        "Sg": args.scale_shards or w,
+        "Sk": max(1, math.ceil(u * d * 4 / MB / cfg.search.shard_mb)),
+        "W": w,
+        "nla": nla,
+        "pa": min(1.0, args.scale_nprobe / nla),
+        "nlk": nlk,
+        "pk": min(1.0, npk / nlk) if nlk else 1.0,
+        "ntrain_a": train_size(IndexSpec(nlist=nla), cfg.search),
+        "ntrain_k": train_size(IndexSpec(nlist=nlk), cfg.search),
+        "qa": qm["qa"],
+        "qk": qm["qk"],
+    }
 
 
 def part_bytes_per_face(args: argparse.Namespace, moved: dict, qm_bytes: dict) -> float:
@@ -304,27 +328,48 @@ def stage_costs(pr: Projection) -> tuple[dict[str, dict[str, float]], dict[str, 
     return stage, prefix_wall
 
 
-def project(args: argparse.Namespace, cfg: Config, compute: dict, moved: dict, qm_compute: dict, qm_bytes: dict,
-            sched_rate: float, w: int, speedup: float) -> dict[str, Any]:
+def project(
+    args: argparse.Namespace,
+    cfg: Config,
+    compute: dict,
+    moved: dict,
+    qm_compute: dict,
+    qm_bytes: dict,
+    sched_rate: float,
+    w: int,
+    speedup: float,
+) -> dict[str, Any]:
     """Projected seconds per stage at ``w`` workers (see the package docstring): a stage takes the longer of its
     compute + network and its tasks / scheduler throughput."""
     qs = scale_quantities(args, cfg, qm_compute, w)
     pr = Projection(args, compute, moved, qm_compute, qm_bytes, qs, w, speedup)
     stage, prefix_wall = stage_costs(pr)
-    per_stage = {s: {"wall_s": max(row["compute_s"] + row["network_s"], row["tasks"] / sched_rate), **row,
-                     "scheduling_s": row["tasks"] / sched_rate} for s, row in stage.items()}
+    per_stage = {
+        s: {
+            "wall_s": max(row["compute_s"] + row["network_s"], row["tasks"] / sched_rate),
+            **row,
+            "scheduling_s": row["tasks"] / sched_rate,
+        }
+        for s, row in stage.items()
+    }
     retrain = per_stage.pop("assign-train")
     once = UNITS["dots_a_once"](qs) / UNITS["dots_a"](qs)
     a = compute.get("assign-search", {}).get("compute_s", 0.0) * _ratio("dots_a", qs, qm_compute) / speedup
     a /= max(1.0, min(w, qs["P"] * qs["Sg"]))
-    return {"workers": w, "worker_speedup": speedup, "quantities": qs, "stages": per_stage,
-            "retrain_quantizer": retrain,
-            "total_s": sum(v["wall_s"] for v in per_stage.values()),
-            "tasks": sum(v["tasks"] for v in per_stage.values()),
-            "scheduling_s": sum(v["scheduling_s"] for v in per_stage.values()),
-            "assign_search_s": a, "assign_search_if_quantized_once_s": a * once,
-            "prefix_wall_s": prefix_wall,
-            "gallery_gb_per_worker": qs["C"] * args.dim * 4 / qs["Sg"] / 1e9}
+    return {
+        "workers": w,
+        "worker_speedup": speedup,
+        "quantities": qs,
+        "stages": per_stage,
+        "retrain_quantizer": retrain,
+        "total_s": sum(v["wall_s"] for v in per_stage.values()),
+        "tasks": sum(v["tasks"] for v in per_stage.values()),
+        "scheduling_s": sum(v["scheduling_s"] for v in per_stage.values()),
+        "assign_search_s": a,
+        "assign_search_if_quantized_once_s": a * once,
+        "prefix_wall_s": prefix_wall,
+        "gallery_gb_per_worker": qs["C"] * args.dim * 4 / qs["Sg"] / 1e9,
+    }
 
 
 def model_fields(args: argparse.Namespace, cfg: Config, rec1: dict, rec2: dict) -> dict[str, Any]:
@@ -332,13 +377,22 @@ def model_fields(args: argparse.Namespace, cfg: Config, rec1: dict, rec2: dict) 
     1-worker run (compute) and the 2-worker run (bytes, scheduler throughput)."""
     p1, p2 = rec1["prefixes"], rec2["prefixes"]
     qm_c, qm_b = measured_quantities(rec1, cfg), measured_quantities(rec2, cfg)
-    return dict(measured_compute_run=rec1["label"], measured_bytes_run=rec2["label"],
-                quantities_measured=qm_c, quantities_measured_bytes_run=qm_b,
-                scheduler_tasks_per_s=round(rec2["scheduler_tasks_per_s"], 1),
-                scale_faces=args.scale_faces, scale_clusters=args.scale_clusters, net_gbps=args.net_gbps,
-                scale_nlist=args.scale_nlist, scale_nprobe=args.scale_nprobe, dot_rate_per_s=dot_rate(p1, qm_c),
-                part_bytes_per_face=part_bytes_per_face(args, p2, qm_b), stage_model=MODEL_TEXT,
-                prefix_model={p: dataclasses.asdict(m) for p, m in MODELS.items()})
+    return dict(
+        measured_compute_run=rec1["label"],
+        measured_bytes_run=rec2["label"],
+        quantities_measured=qm_c,
+        quantities_measured_bytes_run=qm_b,
+        scheduler_tasks_per_s=round(rec2["scheduler_tasks_per_s"], 1),
+        scale_faces=args.scale_faces,
+        scale_clusters=args.scale_clusters,
+        net_gbps=args.net_gbps,
+        scale_nlist=args.scale_nlist,
+        scale_nprobe=args.scale_nprobe,
+        dot_rate_per_s=dot_rate(p1, qm_c),
+        part_bytes_per_face=part_bytes_per_face(args, p2, qm_b),
+        stage_model=MODEL_TEXT,
+        prefix_model={p: dataclasses.asdict(m) for p, m in MODELS.items()},
+    )
 
 
 def projections(args: argparse.Namespace, cfg: Config, rec1: dict, rec2: dict) -> list[dict[str, Any]]:
@@ -347,8 +401,9 @@ def projections(args: argparse.Namespace, cfg: Config, rec1: dict, rec2: dict) -
     qm_c, qm_b = measured_quantities(rec1, cfg), measured_quantities(rec2, cfg)
     out = []
     for sp in args.worker_speedup:
-        group = [project(args, cfg, p1, p2, qm_c, qm_b, rec2["scheduler_tasks_per_s"], w, sp)
-                 for w in args.scale_workers]
+        group = [
+            project(args, cfg, p1, p2, qm_c, qm_b, rec2["scheduler_tasks_per_s"], w, sp) for w in args.scale_workers
+        ]
         base = next((g for g in group if g["workers"] == 8), group[0])
         for g in group:
             g["efficiency_vs_8"] = base["workers"] * base["total_s"] / (g["workers"] * g["total_s"])

@@ -1,6 +1,7 @@
 """One measured run of the scaling benchmark: a day on a fresh LocalCluster and a fresh copy of the starting
 gallery, with the task stream, the transfer logs, the scheduler's throughput and the memory samples; and the
 ``run`` record made of it (per task name: tasks, compute seconds, bytes received)."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,16 @@ log = logging.getLogger("bench_scaling")
 
 def meta(args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
     """A ``scaling`` record: the day's settings and ``kw``."""
-    return record("scaling", backend=args.backend, n=args.n, gallery_clusters=args.gallery_clusters, dim=args.dim,
-                  seed=args.seed, cores=os.cpu_count(), **kw)
+    return record(
+        "scaling",
+        backend=args.backend,
+        n=args.n,
+        gallery_clusters=args.gallery_clusters,
+        dim=args.dim,
+        seed=args.seed,
+        cores=os.cpu_count(),
+        **kw,
+    )
 
 
 def r3(x: float) -> float:
@@ -103,8 +112,10 @@ def transfer_logs(dask_worker: Any) -> dict[str, list[dict]]:
     """The worker's incoming and outgoing transfer logs. Incoming ``total`` is Dask's ``sizeof`` estimate of the
     keys; outgoing ``compressed`` is what ``comm.write`` put on the wire."""
     fields = ("start", "stop", "total", "keys", "who", "compressed")
-    return {"in": [{k: v for k, v in e.items() if k in fields} for e in dask_worker.transfer_incoming_log],
-            "out": [{k: v for k, v in e.items() if k in fields} for e in dask_worker.transfer_outgoing_log]}
+    return {
+        "in": [{k: v for k, v in e.items() if k in fields} for e in dask_worker.transfer_incoming_log],
+        "out": [{k: v for k, v in e.items() if k in fields} for e in dask_worker.transfer_outgoing_log],
+    }
 
 
 def probe_scheduler(client: Client, n: int) -> float:
@@ -115,8 +126,7 @@ def probe_scheduler(client: Client, n: int) -> float:
         token = uuid.uuid4().hex
         t0 = time.perf_counter()
         first = [client.submit(divmod, i, 7, key=f"probe-{token}-{uuid.uuid4().hex[:8]}") for i in range(n // 2)]
-        picks = [client.submit(operator.getitem, f, 0, key=f"probe-pick-{token}-{uuid.uuid4().hex[:8]}")
-                 for f in first]
+        picks = [client.submit(operator.getitem, f, 0, key=f"probe-pick-{token}-{uuid.uuid4().hex[:8]}") for f in first]
         client.gather(picks)
         best = max(best, (len(first) + len(picks)) / (time.perf_counter() - t0))
         del first, picks
@@ -127,10 +137,18 @@ def probe_scheduler(client: Client, n: int) -> float:
 def local_cluster(workers: int, cfg: Config) -> Iterator[Client]:
     """Worker processes of one thread each. They are spawned with the driver's ``sys.path``, so ``benchmarks``
     (imported here from the repository root) is importable there: its plugin and functions go by reference."""
-    with dask.config.set({"distributed.admin.low-level-log-length": 1_000_000}), \
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                         memory_limit=cfg.dask.memory_limit, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+    with (
+        dask.config.set({"distributed.admin.low-level-log-length": 1_000_000}),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            memory_limit=cfg.dask.memory_limit,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -161,8 +179,9 @@ def collect(client: Client, driver: Sampler, scheduler_pid: int) -> tuple[dict, 
     return samples, transfers, names
 
 
-def measure(client: Client, args: argparse.Namespace, cfg: Config, label: str, workers: int, n: int,
-            gallery: Path) -> RunData:
+def measure(
+    client: Client, args: argparse.Namespace, cfg: Config, label: str, workers: int, n: int, gallery: Path
+) -> RunData:
     rate, warm_s, scheduler_pid = prepare_cluster(client, args)
     driver = Sampler(args.sample_period, machine=True).start()
     clock = StageClock()
@@ -188,8 +207,13 @@ def run_config(args: argparse.Namespace, cfg: Config, label: str, workers: int, 
     finally:
         if not args.keep:
             shutil.rmtree(gallery.parent, ignore_errors=True)
-    log.warning("run %s: %s in %.1f s (pipeline %.1f s)", label, run.result.status, run.wall_s,
-                run.result.summary.get("stage_seconds", {}).get("total", float("nan")))
+    log.warning(
+        "run %s: %s in %.1f s (pipeline %.1f s)",
+        label,
+        run.result.status,
+        run.wall_s,
+        run.result.summary.get("stage_seconds", {}).get("total", float("nan")),
+    )
     return run
 
 
@@ -209,9 +233,18 @@ def wire_bytes(run: RunData) -> dict[tuple, list[int]]:
 def task_rows(run: RunData) -> tuple[dict[str, dict[str, Any]], dict[tuple, str]]:
     """Per task name: tasks, compute seconds, longest task, Dask's size estimate of the outputs, workers; and the
     task name of every ``(worker, transfer start, stop)`` of the task stream."""
-    out: dict[str, dict[str, Any]] = defaultdict(lambda: {"tasks": 0, "compute_s": 0.0, "max_task_s": 0.0,
-                                                          "nbytes_dask": 0, "in_bytes": 0, "in_bytes_dask": 0,
-                                                          "transfers": 0, "workers": set()})
+    out: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {
+            "tasks": 0,
+            "compute_s": 0.0,
+            "max_task_s": 0.0,
+            "nbytes_dask": 0,
+            "in_bytes": 0,
+            "in_bytes_dask": 0,
+            "transfers": 0,
+            "workers": set(),
+        }
+    )
     cause: dict[tuple, str] = {}
     for t in run.tasks:
         p = key_split(t["key"])
@@ -255,31 +288,55 @@ def components_worker(run: RunData) -> str | None:
     return next((t["worker"] for t in run.tasks if key_split(t["key"]) == "components"), None)
 
 
-COUNTS = ("faces_in", "faces_valid", "quarantined", "assigned", "new_clusters", "singletons", "largest_new_cluster",
-          "knn_edges", "gallery_clusters", "gallery_faces", "assign_index", "knn_index", "assign_quantizer",
-          "edge_recall")
+COUNTS = (
+    "faces_in",
+    "faces_valid",
+    "quarantined",
+    "assigned",
+    "new_clusters",
+    "singletons",
+    "largest_new_cluster",
+    "knn_edges",
+    "gallery_clusters",
+    "gallery_faces",
+    "assign_index",
+    "knn_index",
+    "assign_quantizer",
+    "edge_recall",
+)
 
 
 def run_record(args: argparse.Namespace, run: RunData) -> dict[str, Any]:
     s = run.result.summary
     prefixes = by_prefix(run)
-    return meta(args, kind="run", label=run.label, workers=run.workers, threads_per_worker=1, faces=run.n,
-                shards=args.shards, components_worker=components_worker(run),
-                status=run.result.status, message=run.result.message, wall_s=r3(run.wall_s),
-                stage_seconds={k: r3(v) for k, v in s.get("stage_seconds", {}).items()},
-                scheduler_tasks_per_s=round(run.sched_tasks_per_s, 1), warm_up_s=r3(run.warm_s),
-                counts={k: s.get(k) for k in COUNTS},
-                unassigned=(s.get("faces_valid", 0) or 0) - (s.get("assigned", 0) or 0),
-                prefixes={p: {k: (r3(x) if isinstance(x, float) else x) for k, x in v.items()}
-                          for p, v in sorted(prefixes.items())},
-                tasks_total=sum(v["tasks"] for v in prefixes.values()),
-                bytes_moved=sum(v["in_bytes"] for v in prefixes.values()))
+    return meta(
+        args,
+        kind="run",
+        label=run.label,
+        workers=run.workers,
+        threads_per_worker=1,
+        faces=run.n,
+        shards=args.shards,
+        components_worker=components_worker(run),
+        status=run.result.status,
+        message=run.result.message,
+        wall_s=r3(run.wall_s),
+        stage_seconds={k: r3(v) for k, v in s.get("stage_seconds", {}).items()},
+        scheduler_tasks_per_s=round(run.sched_tasks_per_s, 1),
+        warm_up_s=r3(run.warm_s),
+        counts={k: s.get(k) for k in COUNTS},
+        unassigned=(s.get("faces_valid", 0) or 0) - (s.get("assigned", 0) or 0),
+        prefixes={
+            p: {k: (r3(x) if isinstance(x, float) else x) for k, x in v.items()} for p, v in sorted(prefixes.items())
+        },
+        tasks_total=sum(v["tasks"] for v in prefixes.values()),
+        bytes_moved=sum(v["in_bytes"] for v in prefixes.values()),
+    )
 
 
 def stage_order(runs: list[RunData]) -> list[str]:
     """The stages the runs waited for (``stage_seconds`` keys but ``total``), in the order first seen."""
-    return list(dict.fromkeys(s for run in runs for s in run.result.summary.get("stage_seconds", {})
-                              if s != "total"))
+    return list(dict.fromkeys(s for run in runs for s in run.result.summary.get("stage_seconds", {}) if s != "total"))
 
 
 def best_run(runs: list[RunData]) -> RunData:

@@ -1,5 +1,6 @@
 """The scaling benchmark's report: the measured strong-scaling rows, and the Markdown tables of the scaling, the
 cost model, the projection and the memory peaks (on stderr)."""
+
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,7 @@ def stage_use(run: RunData, use: dict[str, dict[str, float]], stage: str) -> tup
 
 def stage_times(runs: list[RunData], stages: list[str], s: str) -> float:
     """The fastest of the repeats: seconds of stage ``s``, of the gaps between stages, or of the whole run."""
+
     def best(stage: str) -> float:
         return min(r.result.summary["stage_seconds"].get(stage, 0.0) for r in runs)
 
@@ -76,9 +78,16 @@ def scaling_rows(runs: dict[int, list[RunData]], r1: RunData, r2: RunData) -> li
     rows = []
     for s in [*stages, "(between stages)", "total", "run_day wall"]:
         t1, t2 = stage_times(runs[1], stages, s), stage_times(runs[2], stages, s)
-        row = {"stage": s, "t1_s": r3(t1), "t2_s": r3(t2), "speedup": r3(t1 / t2) if t2 > 0 else None,
-               "efficiency": r3(t1 / (2 * t2)) if t2 > 0 else None, "tasks": per_stage(tasks1, s),
-               "cpu1_s": per_stage(cpu1, s), "cpu2_s": per_stage(cpu2, s)}
+        row = {
+            "stage": s,
+            "t1_s": r3(t1),
+            "t2_s": r3(t2),
+            "speedup": r3(t1 / t2) if t2 > 0 else None,
+            "efficiency": r3(t1 / (2 * t2)) if t2 > 0 else None,
+            "tasks": per_stage(tasks1, s),
+            "cpu1_s": per_stage(cpu1, s),
+            "cpu2_s": per_stage(cpu2, s),
+        }
         for i, (run, use) in enumerate(uses, start=1):
             secs, busy = stage_use(run, use, s)
             row[f"worker_cores{i}"] = r3(busy["workers"] / secs) if secs > 0 else None
@@ -87,51 +96,88 @@ def scaling_rows(runs: dict[int, list[RunData]], r1: RunData, r2: RunData) -> li
     return rows
 
 
-SCALING_NOTE = ("Task CPU-s: the wall time of the tasks' compute (Dask task stream); worker cores busy: CPU seconds "
-                "of the worker processes / stage seconds (psutil); other processes' cores: the machine's busy CPU "
-                "seconds less ours (driver, scheduler, workers) / stage seconds. The efficiency compares wall times "
-                "of the stages as the driver waits for them; gaps between them (count gathers) are "
-                "'(between stages)', and 'run_day wall' adds the summary, report and commit.")
+SCALING_NOTE = (
+    "Task CPU-s: the wall time of the tasks' compute (Dask task stream); worker cores busy: CPU seconds "
+    "of the worker processes / stage seconds (psutil); other processes' cores: the machine's busy CPU "
+    "seconds less ours (driver, scheduler, workers) / stage seconds. The efficiency compares wall times "
+    "of the stages as the driver waits for them; gaps between them (count gathers) are "
+    "'(between stages)', and 'run_day wall' adds the summary, report and commit."
+)
 
 
 def scaling_table(args: argparse.Namespace, rows: list[dict]) -> str:
-    title = (f"**Measured strong scaling**: {args.n:,} faces x d={args.dim} against {args.gallery_clusters:,} "
-             f"clusters ({args.shards} shards), 1 worker x 1 thread vs 2 workers x 1 thread, {os.cpu_count()} "
-             f"cores (efficiency = T1 / (2 T2); task CPU-s from the Dask task stream)")
-    head = ["stage", "tasks", "1 worker s", "2 workers s", "speedup", "efficiency", "task CPU-s 1 w",
-            "task CPU-s 2 w", "worker cores busy 1 w", "2 w", "other processes' cores 1 w", "2 w"]
+    title = (
+        f"**Measured strong scaling**: {args.n:,} faces x d={args.dim} against {args.gallery_clusters:,} "
+        f"clusters ({args.shards} shards), 1 worker x 1 thread vs 2 workers x 1 thread, {os.cpu_count()} "
+        f"cores (efficiency = T1 / (2 T2); task CPU-s from the Dask task stream)"
+    )
+    head = [
+        "stage",
+        "tasks",
+        "1 worker s",
+        "2 workers s",
+        "speedup",
+        "efficiency",
+        "task CPU-s 1 w",
+        "task CPU-s 2 w",
+        "worker cores busy 1 w",
+        "2 w",
+        "other processes' cores 1 w",
+        "2 w",
+    ]
     cells = []
     for r in rows:
         bold = "**" if r["stage"] in ("total", "run_day wall") else ""
-        cells.append([f"{bold}{r['stage']}{bold}", "" if r.get("tasks") is None else int(r["tasks"]),
-                      _s(r["t1_s"]), _s(r["t2_s"]), _s(r.get("speedup")), f"{bold}{_s(r.get('efficiency'))}{bold}",
-                      *(_s(r.get(k)) for k in ("cpu1_s", "cpu2_s", "worker_cores1", "worker_cores2",
-                                               "other_cores1", "other_cores2"))])
+        cells.append(
+            [
+                f"{bold}{r['stage']}{bold}",
+                "" if r.get("tasks") is None else int(r["tasks"]),
+                _s(r["t1_s"]),
+                _s(r["t2_s"]),
+                _s(r.get("speedup")),
+                f"{bold}{_s(r.get('efficiency'))}{bold}",
+                *(
+                    _s(r.get(k))
+                    for k in ("cpu1_s", "cpu2_s", "worker_cores1", "worker_cores2", "other_cores1", "other_cores2")
+                ),
+            ]
+        )
     return _md(title, head, cells) + "\n\n" + SCALING_NOTE
 
 
 # --------------------------------------------------------------------------------------------- (b) model
 def model_table(compute: dict, moved: dict) -> str:
     cpu, tasks, byt = stage_sums(compute, "compute_s"), stage_sums(compute, "tasks"), stage_sums(moved, "in_bytes")
-    cells = [[s, MODEL_TEXT.get(s, "F (as ingest)"), int(tasks.get(s, 0)), _s(cpu.get(s, 0.0)),
-              f"{byt.get(s, 0) / MB:,.1f}"] for s in STAGES]
-    return _md("**Cost model** (compute from the 1-worker run, bytes from the 2-worker run)",
-               ["stage", "compute scales with", "tasks", "task CPU-s", "MB moved"], cells, align="ll")
+    cells = [
+        [s, MODEL_TEXT.get(s, "F (as ingest)"), int(tasks.get(s, 0)), _s(cpu.get(s, 0.0)), f"{byt.get(s, 0) / MB:,.1f}"]
+        for s in STAGES
+    ]
+    return _md(
+        "**Cost model** (compute from the 1-worker run, bytes from the 2-worker run)",
+        ["stage", "compute scales with", "tasks", "task CPU-s", "MB moved"],
+        cells,
+        align="ll",
+    )
 
 
 def projected_stages(projections: list[dict]) -> list[str]:
     """The stages of the projection table: not the quantizer's retraining (a row of its own), not a stage with
     nothing projected (the maintenance jobs')."""
-    return [s for s in STAGES if s != "assign-train"
-            and any(p["stages"][s]["wall_s"] or p["stages"][s]["tasks"] for p in projections)]
+    return [
+        s
+        for s in STAGES
+        if s != "assign-train" and any(p["stages"][s]["wall_s"] or p["stages"][s]["tasks"] for p in projections)
+    ]
 
 
 def projection_table(args: argparse.Namespace, projections: list[dict]) -> str:
     qs = projections[0]["quantities"]
-    title = (f"**Projection**: {args.scale_faces:,.0f} faces/day against {args.scale_clusters:,.0f} clusters, "
-             f"gallery IVF{qs['nla']},Flat nprobe={args.scale_nprobe}, k-NN IVF{int(qs['nlk'])} probing "
-             f"{qs['pk']:.4f}, unassigned {qs['U'] / qs['F']:.3f}, {args.net_gbps:g} Gbit/s per worker; "
-             f"seconds (W workers x worker speed-up)")
+    title = (
+        f"**Projection**: {args.scale_faces:,.0f} faces/day against {args.scale_clusters:,.0f} clusters, "
+        f"gallery IVF{qs['nla']},Flat nprobe={args.scale_nprobe}, k-NN IVF{int(qs['nlk'])} probing "
+        f"{qs['pk']:.4f}, unassigned {qs['U'] / qs['F']:.3f}, {args.net_gbps:g} Gbit/s per worker; "
+        f"seconds (W workers x worker speed-up)"
+    )
     head = ["stage", *(f"{p['workers']} w x{p['worker_speedup']:g}" for p in projections)]
 
     def row(label: str, value: Any, fmt: Any = _s) -> list[str]:
@@ -141,15 +187,19 @@ def projection_table(args: argparse.Namespace, projections: list[dict]) -> str:
     for s in projected_stages(projections):
         cells.append(row(s, lambda p, s=s: p["stages"][s]["wall_s"]))
         if s == "assign":
-            cells += [row(f"... of which {sub}", lambda p, sub=sub: p["prefix_wall_s"].get(sub))
-                      for sub in ("assign-search", "gallery-index")]
-    cells += [row("**total**", lambda p: p["total_s"], lambda v: f"**{_s(v)}**"),
-              row("efficiency vs 8 workers", lambda p: p.get("efficiency_vs_8")),
-              row("of which scheduling s", lambda p: p["scheduling_s"]),
-              row("tasks", lambda p: p["tasks"], lambda v: f"{v:,.0f}"),
-              row("assign-search if quantized once", lambda p: p["assign_search_if_quantized_once_s"]),
-              row("quantizer retrain (not daily)", lambda p: p["retrain_quantizer"]["wall_s"]),
-              row("gallery GB per worker (centres)", lambda p: p["gallery_gb_per_worker"])]
+            cells += [
+                row(f"... of which {sub}", lambda p, sub=sub: p["prefix_wall_s"].get(sub))
+                for sub in ("assign-search", "gallery-index")
+            ]
+    cells += [
+        row("**total**", lambda p: p["total_s"], lambda v: f"**{_s(v)}**"),
+        row("efficiency vs 8 workers", lambda p: p.get("efficiency_vs_8")),
+        row("of which scheduling s", lambda p: p["scheduling_s"]),
+        row("tasks", lambda p: p["tasks"], lambda v: f"{v:,.0f}"),
+        row("assign-search if quantized once", lambda p: p["assign_search_if_quantized_once_s"]),
+        row("quantizer retrain (not daily)", lambda p: p["retrain_quantizer"]["wall_s"]),
+        row("gallery GB per worker (centres)", lambda p: p["gallery_gb_per_worker"]),
+    ]
     return _md(title, head, cells)
 
 
@@ -170,12 +220,21 @@ def sizes_table(rows: list[dict], small: RunData, big: RunData) -> str:
         return r.result.summary["knn_edges"]
 
     v_s, v_b = vertices(small), vertices(big)
-    title = (f"**Peak RSS (MB) per process at two day sizes** (2 workers): {small.n:,} faces ({v_s:,} vertices, "
-             f"{edges(small):,} edges) and {big.n:,} faces ({v_b:,} vertices, {edges(big):,} edges): "
-             f"vertices x{v_b / max(1, v_s):.2f}, edges x{edges(big) / max(1, edges(small)):.2f}")
+    title = (
+        f"**Peak RSS (MB) per process at two day sizes** (2 workers): {small.n:,} faces ({v_s:,} vertices, "
+        f"{edges(small):,} edges) and {big.n:,} faces ({v_b:,} vertices, {edges(big):,} edges): "
+        f"vertices x{v_b / max(1, v_s):.2f}, edges x{edges(big) / max(1, edges(small)):.2f}"
+    )
     head = ["process", "peak small", "peak large", "above idle, small", "above idle, large", "growth above idle"]
-    cells = [[r["process"], *(_mb(r[k]) for k in ("peak_small", "peak_large", "above_idle_small",
-                                                  "above_idle_large")), f"x{_s(r['growth_above_idle'])}"]
-             for r in rows]
-    return (_md(title, head, cells) + f"\n\nThe single `components` task ran on {components_worker(small)} (small "
-            f"day) and {components_worker(big)} (large day); idle = the first sample before the day.")
+    cells = [
+        [
+            r["process"],
+            *(_mb(r[k]) for k in ("peak_small", "peak_large", "above_idle_small", "above_idle_large")),
+            f"x{_s(r['growth_above_idle'])}",
+        ]
+        for r in rows
+    ]
+    return (
+        _md(title, head, cells) + f"\n\nThe single `components` task ran on {components_worker(small)} (small "
+        f"day) and {components_worker(big)} (large day); idle = the first sample before the day."
+    )

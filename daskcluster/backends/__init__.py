@@ -3,6 +3,7 @@
 Stage code only ever sees :class:`~daskcluster.backends.base.Backend`. GPU libraries are imported lazily
 inside :mod:`daskcluster.backends.gpu`, never when the package is imported.
 """
+
 from __future__ import annotations
 
 import functools

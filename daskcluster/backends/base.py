@@ -1,4 +1,5 @@
 """The backend interface: what stage code may ask of a device."""
+
 from __future__ import annotations
 
 from typing import Any, Protocol
@@ -28,8 +29,9 @@ class Backend(Protocol):
         to :meth:`search` for every shard; an implementation that quantizes inside its search returns None."""
         ...
 
-    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None,
-               coarse: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None, coarse: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by exact inner product among the candidates (only those >= ``min_sim`` when given);
         ``(D, I)`` with I local row numbers, ``-1`` / ``-inf`` for empty slots. ``coarse``: what
         :meth:`probe` returned for these queries, or None."""

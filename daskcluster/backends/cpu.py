@@ -1,4 +1,5 @@
 """CPU backend: numpy, faiss-cpu and scipy."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,16 @@ class CpuBackend:
 
     def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
         sample = np.ascontiguousarray(sample, dtype=np.float32)
-        kmeans = faiss.Kmeans(sample.shape[1], nlist, niter=12, spherical=True, seed=seed,
-                              max_points_per_centroid=256, gpu=self.kmeans_on_gpu, verbose=False)
+        kmeans = faiss.Kmeans(
+            sample.shape[1],
+            nlist,
+            niter=12,
+            spherical=True,
+            seed=seed,
+            max_points_per_centroid=256,
+            gpu=self.kmeans_on_gpu,
+            verbose=False,
+        )
         kmeans.train(sample)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
@@ -43,8 +52,15 @@ class CpuBackend:
         """The ``nprobe`` lists of each query (the blocked IVF groups queries by them)."""
         return ivf.probe(centroids, xq, nprobe)
 
-    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None,
-               coarse: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self,
+        index: Any,
+        xq: np.ndarray,
+        k: int,
+        nprobe: int,
+        min_sim: float | None = None,
+        coarse: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(index, ivf.BlockedIVF):
             return ivf.search(index, xq, k, nprobe, min_sim, coarse)
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
@@ -52,7 +68,8 @@ class CpuBackend:
 
     def connected_components(self, n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         graph = scipy.sparse.coo_matrix(
-            (np.ones(len(src), dtype=np.int8), (src.astype(np.int64), dst.astype(np.int64))), shape=(n, n))
+            (np.ones(len(src), dtype=np.int8), (src.astype(np.int64), dst.astype(np.int64))), shape=(n, n)
+        )
         _, labels = scipy.sparse.csgraph.connected_components(graph.tocsr(), directed=False)
         return labels.astype(np.int64)
 
@@ -64,6 +81,11 @@ class CpuBackend:
 
         from distributed import LocalCluster
 
-        return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                            memory_limit=memory_limit, dashboard_address=dashboard_address,
-                            silence_logs=logging.ERROR)
+        return LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            memory_limit=memory_limit,
+            dashboard_address=dashboard_address,
+            silence_logs=logging.ERROR,
+        )

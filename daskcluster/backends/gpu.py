@@ -3,6 +3,7 @@
 Imported only when ``backend: gpu`` (or ``auto`` on a machine with a GPU) is chosen. Pieces of RAPIDS that
 are missing fall back to CuPy implementations so the GPU path keeps working.
 """
+
 from __future__ import annotations
 
 import functools
@@ -56,8 +57,9 @@ class GpuBackend(CpuBackend):
         """faiss-gpu quantizes on the device, inside its search."""
         return None
 
-    def search(self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None,
-               coarse: None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None, coarse: None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if hasattr(index, "nprobe"):
             index.nprobe = max(1, min(nprobe, index.nlist))
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), min(k, 2048))
@@ -84,6 +86,10 @@ class GpuBackend(CpuBackend):
 
         from dask_cuda import LocalCUDACluster
 
-        return LocalCUDACluster(n_workers=min(n_workers, gpu_count()) or None, threads_per_worker=threads_per_worker,
-                                memory_limit=memory_limit, dashboard_address=dashboard_address,
-                                silence_logs=logging.ERROR)
+        return LocalCUDACluster(
+            n_workers=min(n_workers, gpu_count()) or None,
+            threads_per_worker=threads_per_worker,
+            memory_limit=memory_limit,
+            dashboard_address=dashboard_address,
+            silence_logs=logging.ERROR,
+        )

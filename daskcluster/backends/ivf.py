@@ -7,6 +7,7 @@ matrix product; each block keeps only its per-query top-k (at or above ``min_sim
 candidates are merged at the end. Every candidate's score is the exact inner product. The database is kept
 in list order so a list is one contiguous slice.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ QUERY_BLOCK = 16_384  # queries scored per pass, bounding the candidate buffers
 @dataclass
 class BlockedIVF:
     quantizer: faiss.IndexFlatIP
-    xb: np.ndarray        # database rows in list order
-    rows: np.ndarray      # original row number of each row of xb
-    offsets: np.ndarray   # list j is xb[offsets[j]:offsets[j + 1]]
+    xb: np.ndarray  # database rows in list order
+    rows: np.ndarray  # original row number of each row of xb
+    offsets: np.ndarray  # list j is xb[offsets[j]:offsets[j + 1]]
 
     @property
     def nlist(self) -> int:
@@ -63,7 +64,7 @@ def _candidates(index: BlockedIVF, xq: np.ndarray, k: int, probes: np.ndarray, m
     bounds = np.searchsorted(lists, np.arange(index.nlist + 1))
     out_q, out_r, out_s = [], [], []
     for j in np.flatnonzero((np.diff(bounds) > 0) & (np.diff(index.offsets) > 0)):
-        qs = q[bounds[j]:bounds[j + 1]]
+        qs = q[bounds[j] : bounds[j + 1]]
         lo, hi = index.offsets[j], index.offsets[j + 1]
         cols, scores = _block_topk(xq[qs] @ index.xb[lo:hi].T, k)
         keep = scores >= min_sim if min_sim is not None else np.ones(scores.shape, bool)
@@ -96,8 +97,14 @@ def _top_per_query(nq: int, q: np.ndarray, rows: np.ndarray, s: np.ndarray, k: i
     return D, I
 
 
-def search(index: BlockedIVF, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None,
-           probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search(
+    index: BlockedIVF,
+    xq: np.ndarray,
+    k: int,
+    nprobe: int,
+    min_sim: float | None = None,
+    probes: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-k by inner product among the candidates of the ``nprobe`` nearest lists: ``(D, I)`` with I the
     database row numbers (-1 and -inf where fewer than k candidates, at or above ``min_sim``, exist).
 
@@ -107,9 +114,10 @@ def search(index: BlockedIVF, xq: np.ndarray, k: int, nprobe: int, min_sim: floa
     nprobe = max(1, min(nprobe, index.nlist))
     Ds, Is = [], []
     for start in range(0, len(xq), QUERY_BLOCK):
-        block = xq[start:start + QUERY_BLOCK]
-        block_probes = (probes[start:start + QUERY_BLOCK] if probes is not None
-                        else index.quantizer.search(block, nprobe)[1])
+        block = xq[start : start + QUERY_BLOCK]
+        block_probes = (
+            probes[start : start + QUERY_BLOCK] if probes is not None else index.quantizer.search(block, nprobe)[1]
+        )
         q, r, s = _candidates(index, block, k, block_probes, min_sim)
         D, I = _top_per_query(len(block), q, r, s, k)
         Ds.append(D)

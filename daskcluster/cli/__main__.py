@@ -1,4 +1,5 @@
 """``python -m daskcluster.cli``."""
+
 from daskcluster.cli.commands import main
 
 main()

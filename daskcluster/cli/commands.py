@@ -1,4 +1,5 @@
 """The ``daskcluster`` command: parses, loads config, sets up logging and calls one library function."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,12 +19,17 @@ from daskcluster.stages.inputs import InputError
 console = Console(stderr=True)
 log = logging.getLogger("daskcluster")
 
-CONFIG_OPTION = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-                             help="YAML config file.")
-SET_OPTION = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override one config key, e.g. --set assign.threshold=0.6 (repeatable).")
-GALLERY_OPTION = click.option("--gallery", required=True, type=click.Path(file_okay=False),
-                              help="Gallery directory.")
+CONFIG_OPTION = click.option(
+    "--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="YAML config file."
+)
+SET_OPTION = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one config key, e.g. --set assign.threshold=0.6 (repeatable).",
+)
+GALLERY_OPTION = click.option("--gallery", required=True, type=click.Path(file_okay=False), help="Gallery directory.")
 
 
 class RichStageProgress:
@@ -78,8 +84,14 @@ def _cluster(cfg, scheduler, workers):
     _quiet_dask()
     with connect(cfg.dask, scheduler, workers, resolve_backend_name(cfg.backend)) as client:
         console.print(f"Dask dashboard: [link]{client.dashboard_link}[/]")
-        with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as bars:
+        with Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bars:
             yield client, RichStageProgress(bars)
 
 
@@ -168,8 +180,13 @@ def export(gallery, out) -> None:
 
 @main.command("eval")
 @GALLERY_OPTION
-@click.option("--labels", required=True, multiple=True, type=click.Path(exists=True),
-              help="Parquet files or day directories with face_id and label (repeatable; extra args too).")
+@click.option(
+    "--labels",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Parquet files or day directories with face_id and label (repeatable; extra args too).",
+)
 @click.argument("more_labels", nargs=-1, type=click.Path(exists=True))
 def eval_cmd(gallery, labels, more_labels) -> None:
     """Print clustering metrics of the gallery against labels, as one JSON object."""
@@ -207,8 +224,10 @@ def retrain(gallery, config_file, overrides) -> None:
         result = retrain_quantizer(gallery, load_config(config_file, overrides))
     except (ConfigError, GalleryError) as exc:
         _fail(exc)
-    console.print(f"quantizer {result['path']} ({result['nlist']} lists, {result['clusters']} clusters) "
-                  f"committed as version {result['version']}")
+    console.print(
+        f"quantizer {result['path']} ({result['nlist']} lists, {result['clusters']} clusters) "
+        f"committed as version {result['version']}"
+    )
 
 
 @main.command()
@@ -217,8 +236,13 @@ def retrain(gallery, config_file, overrides) -> None:
 @SET_OPTION
 @WORKERS_OPTION
 @SCHEDULER_OPTION
-@click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Merge rounds; each merges mutual-best pairs of the clusters the last one left.")
+@click.option(
+    "--rounds",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Merge rounds; each merges mutual-best pairs of the clusters the last one left.",
+)
 def consolidate(gallery, config_file, overrides, workers, scheduler, rounds) -> None:
     """Merge gallery clusters that are one person split across days; commit them as a new version."""
     from daskcluster.run.consolidate import consolidate_gallery
@@ -233,21 +257,34 @@ def consolidate(gallery, config_file, overrides, workers, scheduler, rounds) -> 
 
 
 @main.command()
-@click.option("--probe", required=True, type=click.Path(exists=True),
-              help="Labelled faces (face_id, feature, label; optionally quality): a Parquet file or directory.")
-@click.option("--day-input", type=click.Path(exists=True),
-              help="A day's unlabelled faces, mixed in as distractors (scored on the probe only).")
+@click.option(
+    "--probe",
+    required=True,
+    type=click.Path(exists=True),
+    help="Labelled faces (face_id, feature, label; optionally quality): a Parquet file or directory.",
+)
+@click.option(
+    "--day-input",
+    type=click.Path(exists=True),
+    help="A day's unlabelled faces, mixed in as distractors (scored on the probe only).",
+)
 @click.option("--max-distractors", default=200_000, show_default=True, type=click.IntRange(min=0))
-@click.option("--target-precision", required=True, type=click.FloatRange(0.0, 1.0),
-              help="Lowest acceptable B-cubed precision on the probe.")
+@click.option(
+    "--target-precision",
+    required=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Lowest acceptable B-cubed precision on the probe.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Config file to write.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
-              help="Precision-recall plot (PNG); default: OUT with .png.")
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), help="Precision-recall plot (PNG); default: OUT with .png."
+)
 @click.option("--label-column", default="label", show_default=True)
 @CONFIG_OPTION
 @SET_OPTION
-def calibrate(probe, day_input, max_distractors, target_precision, out, plot_path, label_column, config_file,
-              overrides) -> None:
+def calibrate(
+    probe, day_input, max_distractors, target_precision, out, plot_path, label_column, config_file, overrides
+) -> None:
     """Choose thresholds and guards on a labelled probe; write them as a config file for --config."""
     from pathlib import Path
 
@@ -281,4 +318,3 @@ def show_config(config_file, overrides) -> None:
     except ConfigError as exc:
         _fail(exc)
     click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-

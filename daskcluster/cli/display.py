@@ -1,17 +1,42 @@
 """Human-readable day summaries and gallery status (rich tables), for the CLI."""
+
 from __future__ import annotations
+
+import dataclasses
 
 from rich.console import Console
 from rich.table import Table
 
+from daskcluster.run.day import DayCounts
 from daskcluster.run.pipeline import DayResult
 
-QUALITY_KEYS = ("bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precision", "pairwise_recall",
-                "pairwise_f", "nmi")
+QUALITY_KEYS = (
+    "bcubed_precision",
+    "bcubed_recall",
+    "bcubed_f",
+    "pairwise_precision",
+    "pairwise_recall",
+    "pairwise_f",
+    "nmi",
+)
 
 
 def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+# the day's figures shown one per row: every DayCounts field but the lists and tables printed below it
+FIGURES = [f.name for f in dataclasses.fields(DayCounts) if f.name not in ("quarantine_reasons", "cut_components")]
+
+
+def _cut_rows(table: Table, cuts: list[dict]) -> None:
+    table.add_row("components cut (cluster.max_size)", str(len(cuts)))
+    for c in cuts:
+        table.add_row(
+            f"  cut: component of face {c['root']}",
+            f"{c['size']} faces -> {c['pieces']} pieces (largest {c['largest_piece']}) "
+            f"at threshold {c['threshold']:.4f}",
+        )
 
 
 def print_summary(console: Console, result: DayResult) -> None:
@@ -20,17 +45,10 @@ def print_summary(console: Console, result: DayResult) -> None:
         return
     s = result.summary
     table = Table(title=f"day {result.day}: {result.message}", show_header=False)
-    for key in ("faces_in", "faces_valid", "quarantined", "low_quality", "assigned", "assigned_low_quality",
-                "assign_ambiguous", "new_clusters", "singletons", "largest_new_cluster", "knn_edges",
-                "gallery_clusters", "gallery_faces", "largest_cluster", "assign_index", "knn_index", "edge_recall"):
+    for key in FIGURES:
         if key in s:
             table.add_row(key.replace("_", " "), _fmt(s[key]))
-    cuts = s.get("cut_components", [])
-    table.add_row("components cut (cluster.max_size)", str(len(cuts)))
-    for c in cuts:
-        table.add_row(f"  cut: component of face {c['root']}",
-                      f"{c['size']} faces -> {c['pieces']} pieces (largest {c['largest_piece']}) "
-                      f"at threshold {c['threshold']:.4f}")
+    _cut_rows(table, s.get("cut_components", []))
     for reason, n in s.get("quarantine_reasons", {}).items():
         table.add_row(f"  quarantined: {reason}", str(n))
     for stage, seconds in s.get("stage_seconds", {}).items():
@@ -52,29 +70,43 @@ def print_status(console: Console, status: dict) -> None:
     console.print(table)
 
 
-CALIBRATION_KEYS = ("bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precision", "pairwise_f",
-                    "n_clusters", "largest_cluster")
+CALIBRATION_KEYS = (
+    "bcubed_precision",
+    "bcubed_recall",
+    "bcubed_f",
+    "pairwise_precision",
+    "pairwise_f",
+    "n_clusters",
+    "largest_cluster",
+)
+
+
+CALIBRATION_COLUMNS = ["stage", "centre", "floor", "rule", "threshold", "assign", "margin", "max_size"]
+CALIBRATION_COLUMNS += ["bP", "bR", "bF", "pP", "pF", "clusters", "largest"]
+
+
+def _calibration_rows(cal, top: int) -> list[dict]:
+    """Per stage, the best rows by recall among those reaching the target (a few rows where none does), once each."""
+    shown, seen = [], set()
+    for stage in ("step2", "assign", "max_size", "final"):
+        rows = [r for r in cal.rows if r["stage"] == stage]
+        ok = sorted((r for r in rows if r["bcubed_precision"] >= cal.target), key=lambda r: -r["bcubed_recall"])
+        for r in ok[: top // 3] if stage == "step2" else ok[:8] or rows[:3]:
+            key = tuple(sorted((k, str(v)) for k, v in r.items()))
+            if key not in seen:
+                seen.add(key)
+                shown.append(r)
+    return shown
 
 
 def print_calibration(console: Console, cal, top: int = 25) -> None:
     """Per stage, the best rows by recall among those reaching the target, then the chosen setting."""
     table = Table(title=f"calibration (target B-cubed precision {cal.target}; {len(cal.rows)} settings tried)")
-    for col in ("stage", "centre", "floor", "rule", "threshold", "assign", "margin", "max_size", "bP", "bR", "bF",
-                "pP", "pF", "clusters", "largest"):
+    for col in CALIBRATION_COLUMNS:
         table.add_column(col, justify="right")
-    shown = []
-    for stage in ("step2", "assign", "max_size", "final"):
-        rows = [r for r in cal.rows if r["stage"] == stage]
-        ok = sorted((r for r in rows if r["bcubed_precision"] >= cal.target), key=lambda r: -r["bcubed_recall"])
-        shown += ok[:top // 3] if stage == "step2" else ok[:8] or rows[:3]
-    seen = set()
-    for r in shown:
-        key = tuple(sorted((k, str(v)) for k, v in r.items()))
-        if key in seen:
-            continue
-        seen.add(key)
+    for r in _calibration_rows(cal, top):
         mark = "[bold green]" if r is cal.best else ""
-        table.add_row(*(f"{mark}{v}" for v in (
-            r["stage"], r["centre"], r["floor"], r["rule"], r["threshold"], r.get("assign_threshold", ""),
-            r.get("margin", ""), r["max_size"], *(_fmt(r[k]) for k in CALIBRATION_KEYS))))
+        setting = [r[k] for k in ("stage", "centre", "floor", "rule", "threshold")]
+        values = [*setting, r.get("assign_threshold", ""), r.get("margin", ""), r["max_size"]]
+        table.add_row(*(f"{mark}{v}" for v in [*values, *(_fmt(r[k]) for k in CALIBRATION_KEYS)]))
     console.print(table)

@@ -7,6 +7,7 @@ that scheduler), ranks 2..N-1 are Dask workers: N ranks give N - 2 workers. On G
 with ``--worker-class dask_cuda.CUDAWorker``. The MPI OPTIONS come before ``run-day``; everything after it is
 passed to ``daskcluster run-day`` unchanged, except ``--scheduler`` and ``--workers``, which MPI decides.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,9 @@ def check_day_args(args: tuple[str, ...]) -> None:
     """The scheduler and the workers come from MPI: refuse options that would choose others."""
     for arg in args:
         if arg.split("=", 1)[0] in OWNED_BY_MPI:
-            raise click.UsageError(f"{arg.split('=', 1)[0]} is set by MPI (rank 0 is the scheduler, ranks >= 2 "
-                                   "are the workers); remove it")
+            raise click.UsageError(
+                f"{arg.split('=', 1)[0]} is set by MPI (rank 0 is the scheduler, ranks >= 2 are the workers); remove it"
+            )
 
 
 def quiet_cluster_logs(verbose: int) -> None:
@@ -53,7 +55,6 @@ def run_client(command: str, args: tuple[str, ...], verbose: int) -> None:
     import dask
     from dask_mpi import send_close_signal
 
-
     address = dask.config.get("scheduler_address")
     log.info("MPI Dask cluster: scheduler %s", address)
     argv = [*(["-v"] * verbose), command, *args, "--scheduler", address]
@@ -64,13 +65,26 @@ def run_client(command: str, args: tuple[str, ...], verbose: int) -> None:
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--worker-class", default="distributed.Worker", show_default=True,
-              help="Worker class of ranks >= 2, e.g. dask_cuda.CUDAWorker on GPU nodes (one rank per GPU).")
-@click.option("--worker-option", "worker_options", multiple=True, metavar="KEY=VALUE",
-              help="Keyword argument for the worker class, e.g. rmm_pool_size=40GB (repeatable).")
+@click.option(
+    "--worker-class",
+    default="distributed.Worker",
+    show_default=True,
+    help="Worker class of ranks >= 2, e.g. dask_cuda.CUDAWorker on GPU nodes (one rank per GPU).",
+)
+@click.option(
+    "--worker-option",
+    "worker_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keyword argument for the worker class, e.g. rmm_pool_size=40GB (repeatable).",
+)
 @click.option("--nthreads", default=1, show_default=True, help="Threads per worker rank.")
-@click.option("--memory-limit", default="auto", show_default=True,
-              help="Memory per worker rank (bytes, '8GiB' or 'auto'); set it when ranks share a node.")
+@click.option(
+    "--memory-limit",
+    default="auto",
+    show_default=True,
+    help="Memory per worker rank (bytes, '8GiB' or 'auto'); set it when ranks share a node.",
+)
 @click.option("--local-directory", type=click.Path(file_okay=False), help="Worker scratch directory.")
 @click.option("--interface", help="Network interface for the cluster, e.g. ib0.")
 @click.option("--protocol", help="Comm protocol, e.g. tcp or ucx.")
@@ -79,20 +93,38 @@ def run_client(command: str, args: tuple[str, ...], verbose: int) -> None:
 @click.option("-v", "--verbose", count=True, help="More logging (-vv: debug).")
 @click.argument("command", type=click.Choice(COMMANDS))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def main(worker_class, worker_options, nthreads, memory_limit, local_directory, interface, protocol,
-         dashboard_address, dashboard, verbose, command, args) -> None:
+def main(
+    worker_class,
+    worker_options,
+    nthreads,
+    memory_limit,
+    local_directory,
+    interface,
+    protocol,
+    dashboard_address,
+    dashboard,
+    verbose,
+    command,
+    args,
+) -> None:
     """Run a daskcluster command on a Dask cluster made of this job's MPI ranks (at least 3)."""
     check_day_args(args)
     if "--help" in args:
-
         cli.main(args=[command, "--help"], prog_name="python -m daskcluster.mpi")
     from dask_mpi import initialize
 
     quiet_cluster_logs(verbose)
-    is_client = initialize(interface=interface, nthreads=nthreads, local_directory=local_directory,
-                           memory_limit=memory_limit, dashboard=dashboard, dashboard_address=dashboard_address,
-                           protocol=protocol, worker_class=worker_class,
-                           worker_options=parse_worker_options(worker_options), exit=False)
+    is_client = initialize(
+        interface=interface,
+        nthreads=nthreads,
+        local_directory=local_directory,
+        memory_limit=memory_limit,
+        dashboard=dashboard,
+        dashboard_address=dashboard_address,
+        protocol=protocol,
+        worker_class=worker_class,
+        worker_options=parse_worker_options(worker_options),
+        exit=False,
+    )
     if is_client:
         run_client(command, args, verbose)
-

@@ -1,4 +1,5 @@
 """Connecting to Dask: the backend's local cluster started for the run, or an existing scheduler."""
+
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +52,9 @@ class BackendThreads(WorkerPlugin):
 
 
 @contextlib.contextmanager
-def connect(cfg: DaskConfig, scheduler: str | None = None, workers: int | None = None,
-            backend: str = "cpu") -> Iterator[Client]:
+def connect(
+    cfg: DaskConfig, scheduler: str | None = None, workers: int | None = None, backend: str = "cpu"
+) -> Iterator[Client]:
     """A Client on ``scheduler``, or on the ``backend``'s local cluster started (and stopped) here."""
     if scheduler:
         with Client(scheduler) as client:

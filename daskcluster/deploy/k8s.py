@@ -9,6 +9,7 @@ idempotent: a DaskJob that already exists for the day is waited on, not created 
 
 Only the standard library talks to the API server: the image needs no Kubernetes client.
 """
+
 from __future__ import annotations
 
 import copy
@@ -130,8 +131,14 @@ def submit_daskjob(api: KubeApi, namespace: str, job: dict) -> str:
     return name
 
 
-def wait_daskjob(api: KubeApi, namespace: str, name: str, poll_s: float = 30.0, timeout_s: float = 86_400.0,
-                 sleep: Callable[[float], None] = time.sleep) -> str:
+def wait_daskjob(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    poll_s: float = 30.0,
+    timeout_s: float = 86_400.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
     """Poll ``status.jobStatus`` until the operator says Successful or Failed; returns that state."""
     deadline, state = time.monotonic() + timeout_s, None
     while time.monotonic() < deadline:
@@ -156,10 +163,15 @@ def _namespace(namespace: str | None) -> str:
 
 
 DAY_OPTION = click.option("--day", help="YYYY-MM-DD (default: --days-ago days before today, UTC).")
-DAYS_AGO_OPTION = click.option("--days-ago", "days_ago_", default=1, show_default=True,
-                               help="Which day when --day is not given.")
-TEMPLATE_OPTION = click.option("--template", required=True, type=click.Path(exists=True, dir_okay=False),
-                               help="DaskJob template (k8s/base/daskjob.yaml or k8s/gpu/daskjob.yaml).")
+DAYS_AGO_OPTION = click.option(
+    "--days-ago", "days_ago_", default=1, show_default=True, help="Which day when --day is not given."
+)
+TEMPLATE_OPTION = click.option(
+    "--template",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="DaskJob template (k8s/base/daskjob.yaml or k8s/gpu/daskjob.yaml).",
+)
 
 
 @click.group()
@@ -191,4 +203,3 @@ def submit(template, day, days_ago_, namespace, wait, poll_s, timeout_s) -> None
     name = submit_daskjob(api, namespace, render_daskjob(load_template(template), day or days_ago(days_ago_)))
     if wait and wait_daskjob(api, namespace, name, poll_s, timeout_s) != "Successful":
         raise SystemExit(f"DaskJob {namespace}/{name} failed: kubectl logs -n {namespace} {name}-runner")
-

@@ -16,6 +16,7 @@ is written as a config file for ``--config``. The search is staged, so that it s
 
 Every row evaluated is kept: the table and the plot show what each choice cost.
 """
+
 from __future__ import annotations
 
 import logging
@@ -102,13 +103,40 @@ def _features(table: pa.Table, feature: str, source: str) -> tuple[np.ndarray, n
         norms = np.linalg.norm(x.astype(np.float64), axis=1)
     ok &= np.isfinite(norms) & (norms > 1e-12)
     if not ok.all():
-        log.warning("%s: %d rows with a null, wrong-length, non-finite or zero feature are left out",
-                    source, int((~ok).sum()))
+        log.warning(
+            "%s: %d rows with a null, wrong-length, non-finite or zero feature are left out", source, int((~ok).sum())
+        )
     return x[ok], ok
 
 
-def load_probe(path: str | Path, cfg: Config, label_column: str = "label", day_input: str | Path | None = None,
-               max_distractors: int = 200_000) -> Probe:
+def _distractors(
+    day_input: str | Path, cfg: Config, probe_ids: np.ndarray, dim: int, max_distractors: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Up to ``max_distractors`` unlabelled faces of ``day_input`` not in the probe (the smallest id hashes, so the
+    same ones every time), each id once: ``(ids, unit features, metadata)``."""
+    id_col, feature = cfg.ingest.id_column, cfg.ingest.feature_column
+    d_table, _ = _read_table(day_input, [id_col, feature])
+    d_ids_all = d_table.column(id_col).cast(pa.int64()).fill_null(-1).to_numpy()
+    d_table = d_table.filter(pa.array((d_ids_all >= 0) & ~np.isin(d_ids_all, probe_ids)))
+    if d_table.num_rows > max_distractors:
+        order = np.argsort(id_hash(d_table.column(id_col).cast(pa.int64()).to_numpy()), kind="stable")
+        d_table = d_table.take(pa.array(np.sort(order[:max_distractors])))
+    dx, dok = _features(d_table, feature, str(day_input))
+    if dx.shape[1] != dim:
+        raise InputError(f"{day_input}: features have dimension {dx.shape[1]}, the probe's {dim}")
+    d_table = d_table.filter(pa.array(dok))
+    d_ids = d_table.column(id_col).cast(pa.int64()).to_numpy()
+    sel = np.sort(np.unique(d_ids, return_index=True)[1])
+    return d_ids[sel], dx[sel], {k: v[sel] for k, v in _meta(d_table, cfg).items()}
+
+
+def load_probe(
+    path: str | Path,
+    cfg: Config,
+    label_column: str = "label",
+    day_input: str | Path | None = None,
+    max_distractors: int = 200_000,
+) -> Probe:
     """The labelled probe, plus up to ``max_distractors`` unlabelled faces of ``day_input`` (chosen by id hash,
     so the same ones every time)."""
     id_col, feature = cfg.ingest.id_column, cfg.ingest.feature_column
@@ -124,25 +152,10 @@ def load_probe(path: str | Path, cfg: Config, label_column: str = "label", day_i
     meta = _meta(table, cfg)
     n_probe = len(ids)
     if day_input is not None and max_distractors > 0:
-        d_table, _ = _read_table(day_input, [id_col, feature])
-        d_ids_all = d_table.column(id_col).cast(pa.int64()).fill_null(-1).to_numpy()
-        keep = (d_ids_all >= 0) & ~np.isin(d_ids_all, ids)
-        d_table = d_table.filter(pa.array(keep))
-        if d_table.num_rows > max_distractors:
-            order = np.argsort(id_hash(d_table.column(id_col).cast(pa.int64()).to_numpy()), kind="stable")
-            d_table = d_table.take(pa.array(np.sort(order[:max_distractors])))
-        dx, dok = _features(d_table, feature, str(day_input))
-        if dx.shape[1] != x.shape[1]:
-            raise InputError(f"{day_input}: features have dimension {dx.shape[1]}, the probe's {x.shape[1]}")
-        d_table = d_table.filter(pa.array(dok))
-        d_ids = d_table.column(id_col).cast(pa.int64()).to_numpy()
-        _, first = np.unique(d_ids, return_index=True)
-        sel = np.sort(first)
-        d_meta = _meta(d_table, cfg)
-        ids = np.concatenate([ids, d_ids[sel]])
-        x = np.concatenate([x, dx[sel]])
-        label_codes = np.concatenate([label_codes, np.full(len(sel), -1, np.int64)])
-        meta = {k: np.concatenate([v, d_meta.get(k, np.full(len(d_ids), np.nan))[sel]]) for k, v in meta.items()}
+        d_ids, dx, d_meta = _distractors(day_input, cfg, ids, x.shape[1], max_distractors)
+        ids, x = np.concatenate([ids, d_ids]), np.concatenate([x, dx])
+        label_codes = np.concatenate([label_codes, np.full(len(d_ids), -1, np.int64)])
+        meta = {k: np.concatenate([v, d_meta.get(k, np.full(len(d_ids), np.nan))]) for k, v in meta.items()}
     return Probe(inprocess.DayData(ids, x, meta), label_codes, n_probe, len(ids) - n_probe)
 
 
@@ -163,8 +176,19 @@ def _config(base: Config, over: dict[str, dict[str, Any]]) -> Config:
 def _score(probe: Probe, labels: np.ndarray) -> dict[str, float]:
     scored = probe.labels >= 0
     m = evaluate(probe.labels[scored], labels[scored])
-    return {k: m[k] for k in ("bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precision",
-                              "pairwise_recall", "pairwise_f", "n_clusters", "largest_cluster")}
+    return {
+        k: m[k]
+        for k in (
+            "bcubed_precision",
+            "bcubed_recall",
+            "bcubed_f",
+            "pairwise_precision",
+            "pairwise_recall",
+            "pairwise_f",
+            "n_clusters",
+            "largest_cluster",
+        )
+    }
 
 
 def _has_quality(probe: Probe, base: Config) -> bool:
@@ -184,8 +208,10 @@ class _Sweep:
         if not ok:
             return None
         top = max(r["bcubed_recall"] for r in ok)
-        near = sorted((r for r in ok if r["bcubed_recall"] >= top - PLATEAU),
-                      key=lambda r: (r["threshold"], r.get("assign_threshold", 0), -r["bcubed_precision"]))
+        near = sorted(
+            (r for r in ok if r["bcubed_recall"] >= top - PLATEAU),
+            key=lambda r: (r["threshold"], r.get("assign_threshold", 0), -r["bcubed_precision"]),
+        )
         return near[len(near) // 2]
 
     def step2(self) -> list[dict]:
@@ -199,35 +225,59 @@ class _Sweep:
         log.info("probe mean unit feature has norm %.3f: centring %s", mean_norm, centring)
         for centre in centring:
             for floor in floors:
-                over = {"preprocess": {"centre": centre}, "quality": {"floor": floor}}
-                cfg = _config(self.base, {**over, "cluster": {"max_size": 0}})
-                part = inprocess.to_part(self.probe.data)
-                mean = prepare.mean_feature([prepare.unit_sum(part)]) if centre else None
-                part = prepare.prepare(part, mean, cfg.quality)
-                nb = inprocess.search_graph(part, cfg, threshold=min(THRESHOLDS) - 0.025)
-                for rule, values in RULES.items():
-                    rule_rows = [self._step2_row(part, nb, cfg, over, rule, values, t) for t in THRESHOLDS]
-                    best = max(rule_rows, key=lambda r: (r["bcubed_precision"] >= self.target, r["bcubed_recall"]))
-                    rule_rows += [self._step2_row(part, nb, cfg, over, rule, values, round(best["threshold"] + d, 4))
-                                  for d in (-0.025, 0.025) if 0 < best["threshold"] + d < 1]
-                    stage += rule_rows
+                stage += self._step2_rules({"preprocess": {"centre": centre}, "quality": {"floor": floor}})
         self.rows += stage
-        ok = sorted((r for r in stage if r["bcubed_precision"] >= self.target),
-                    key=lambda r: (-round(r["bcubed_recall"], 4), -r["bcubed_precision"]))
+        ok = sorted(
+            (r for r in stage if r["bcubed_precision"] >= self.target),
+            key=lambda r: (-round(r["bcubed_recall"], 4), -r["bcubed_precision"]),
+        )
         if not ok:
-            raise CalibrationError(f"no setting reaches B-cubed precision {self.target} on the probe (best "
-                                   f"{max(r['bcubed_precision'] for r in stage):.3f}); lower --target-precision")
-        top = ok[:CANDIDATES // 2]
+            raise CalibrationError(
+                f"no setting reaches B-cubed precision {self.target} on the probe (best "
+                f"{max(r['bcubed_precision'] for r in stage):.3f}); lower --target-precision"
+            )
+        top = ok[: CANDIDATES // 2]
         # the same settings at higher edge thresholds: sturdier when the faces come in smaller days
-        higher = [dict(r, threshold=round(r["threshold"] + d, 4)) for r in top for d in (0.05, 0.1, 0.15)
-                  if r["threshold"] + d < 0.99]
+        higher = [
+            dict(r, threshold=round(r["threshold"] + d, 4))
+            for r in top
+            for d in (0.05, 0.1, 0.15)
+            if r["threshold"] + d < 0.99
+        ]
         return top + higher
+
+    def _step2_rules(self, over: dict) -> list[dict]:
+        """One centring and floor: the probe searched once, every rule at every threshold, then the best
+        threshold of each rule refined by +-0.025."""
+        cfg = _config(self.base, {**over, "cluster": {"max_size": 0}})
+        part = inprocess.to_part(self.probe.data)
+        mean = prepare.mean_feature([prepare.unit_sum(part)]) if over["preprocess"]["centre"] else None
+        part = prepare.prepare(part, mean, cfg.quality)
+        nb = inprocess.search_graph(part, cfg, threshold=min(THRESHOLDS) - 0.025)
+        rows = []
+        for rule, values in RULES.items():
+            rule_rows = [self._step2_row(part, nb, cfg, over, rule, values, t) for t in THRESHOLDS]
+            best = max(rule_rows, key=lambda r: (r["bcubed_precision"] >= self.target, r["bcubed_recall"]))
+            rule_rows += [
+                self._step2_row(part, nb, cfg, over, rule, values, round(best["threshold"] + d, 4))
+                for d in (-0.025, 0.025)
+                if 0 < best["threshold"] + d < 1
+            ]
+            rows += rule_rows
+        return rows
 
     def _step2_row(self, part, nb, cfg: Config, over: dict, rule: str, values: dict, t: float) -> dict:
         ccfg = cfg.cluster.model_copy(update={**values, "threshold": t, "max_size": 0})
         result = inprocess.cluster_graph(restrict(nb, t), part.ids, ccfg, 0, cfg.backend)
-        return {"stage": "step2", "centre": over["preprocess"]["centre"], "floor": over["quality"]["floor"],
-                "rule": rule, "threshold": t, "max_size": 0, **_score(self.probe, result.cluster_id)}
+        return {
+            "stage": "step2",
+            "centre": over["preprocess"]["centre"],
+            "floor": over["quality"]["floor"],
+            "rule": rule,
+            "threshold": t,
+            "max_size": 0,
+            **_score(self.probe, result.cluster_id),
+        }
 
     def max_size(self, chosen: dict) -> int:
         """Stage 2: the smallest guard size that costs no recall on the probe (one day), times the growth
@@ -239,11 +289,17 @@ class _Sweep:
         free = inprocess.cluster_graph(nb, part.ids, cfg.cluster.model_copy(update={"max_size": 0}), 0, cfg.backend)
         stage = []
         for size in SIZES:
-            result = inprocess.cluster_graph(nb, part.ids, cfg.cluster.model_copy(update={"max_size": size}), 0,
-                                          cfg.backend)
-            stage.append({**{k: chosen[k] for k in ("centre", "floor", "rule", "threshold", "assign_threshold",
-                                                    "margin")}, "stage": "max_size",
-                          "max_size": size, **_score(self.probe, result.cluster_id)})
+            result = inprocess.cluster_graph(
+                nb, part.ids, cfg.cluster.model_copy(update={"max_size": size}), 0, cfg.backend
+            )
+            stage.append(
+                {
+                    **{k: chosen[k] for k in ("centre", "floor", "rule", "threshold", "assign_threshold", "margin")},
+                    "stage": "max_size",
+                    "max_size": size,
+                    **_score(self.probe, result.cluster_id),
+                }
+            )
             if size >= free.largest:
                 break  # larger sizes cut nothing
         self.rows += stage
@@ -259,8 +315,11 @@ class _Sweep:
         h = id_hash(self.probe.data.ids)
         splits = [((h >> np.uint64(bit)) % np.uint64(2)).astype(bool) for bit in SPLIT_BITS]
         stage = []
-        grid = [(c, o, m) for c in candidates for o in ASSIGN_OFFSETS for m in MARGINS] if max_size == 0 else \
-            [(candidates[0], None, None)]
+        grid = (
+            [(c, o, m) for c in candidates for o in ASSIGN_OFFSETS for m in MARGINS]
+            if max_size == 0
+            else [(candidates[0], None, None)]
+        )
         for chosen, offset, margin in grid:
             over = self._overrides(chosen)
             if offset is not None:
@@ -269,10 +328,16 @@ class _Sweep:
             over["cluster"]["max_size"] = max_size
             over["quality"]["join_threshold"] = round(min(0.99, over["assign"]["threshold"] + 0.1), 4)
             cfg = _config(self.base, over)
-            stage.append({**{k: chosen[k] for k in ("centre", "floor", "rule", "threshold")},
-                          "stage": "assign" if max_size == 0 else "final", "max_size": max_size,
-                          "assign_threshold": over["assign"]["threshold"], "margin": over["assign"]["margin"],
-                          **self._two_days(splits, cfg)})
+            stage.append(
+                {
+                    **{k: chosen[k] for k in ("centre", "floor", "rule", "threshold")},
+                    "stage": "assign" if max_size == 0 else "final",
+                    "max_size": max_size,
+                    "assign_threshold": over["assign"]["threshold"],
+                    "margin": over["assign"]["margin"],
+                    **self._two_days(splits, cfg),
+                }
+            )
         self.rows += stage
         return self._pick(stage) or max(stage, key=lambda r: r["bcubed_precision"])
 
@@ -282,11 +347,15 @@ class _Sweep:
         for split in splits:
             order = np.concatenate([np.flatnonzero(~split), np.flatnonzero(split)])
             labels = np.concatenate(inprocess.run_days([self._subset(~split), self._subset(split)], cfg))
-            truth = Probe(inprocess.DayData(self.probe.data.ids[order], self.probe.data.features[order]),
-                          self.probe.labels[order], self.probe.n_probe)
+            truth = Probe(
+                inprocess.DayData(self.probe.data.ids[order], self.probe.data.features[order]),
+                self.probe.labels[order],
+                self.probe.n_probe,
+            )
             scores.append(_score(truth, labels))
-        return {k: min(s[k] for s in scores) if k != "largest_cluster" else max(s[k] for s in scores)
-                for k in scores[0]}
+        return {
+            k: min(s[k] for s in scores) if k != "largest_cluster" else max(s[k] for s in scores) for k in scores[0]
+        }
 
     def _subset(self, mask: np.ndarray) -> inprocess.DayData:
         d = self.probe.data
@@ -299,10 +368,12 @@ class _Sweep:
 
     def _overrides(self, row: dict) -> dict[str, dict[str, Any]]:
         rule = RULES[row["rule"]]
-        return {"preprocess": {"centre": row["centre"]}, "quality": {"floor": row["floor"]},
-                "cluster": {**rule, "threshold": row["threshold"], "max_size": row.get("max_size", 0)},
-                "assign": {"threshold": row.get("assign_threshold", row["threshold"]),
-                           "margin": row.get("margin", 0.0)}}
+        return {
+            "preprocess": {"centre": row["centre"]},
+            "quality": {"floor": row["floor"]},
+            "cluster": {**rule, "threshold": row["threshold"], "max_size": row.get("max_size", 0)},
+            "assign": {"threshold": row.get("assign_threshold", row["threshold"]), "margin": row.get("margin", 0.0)},
+        }
 
 
 class CalibrationError(ValueError):
@@ -330,10 +401,12 @@ def calibrate(probe: Probe, base: Config, target_precision: float) -> Calibratio
 def write_config(cal: Calibration, out: str | Path, source: str) -> None:
     """The chosen values as a YAML file for ``--config`` (only the calibrated keys)."""
     best = cal.best or {}
-    head = (f"# written by daskcluster calibrate from {source}\n"
-            f"# target B-cubed precision {cal.target}; on the probe: B-cubed P {best.get('bcubed_precision', 0):.4f} "
-            f"R {best.get('bcubed_recall', 0):.4f} F {best.get('bcubed_f', 0):.4f}, pairwise P "
-            f"{best.get('pairwise_precision', 0):.4f} (two-day split)\n")
+    head = (
+        f"# written by daskcluster calibrate from {source}\n"
+        f"# target B-cubed precision {cal.target}; on the probe: B-cubed P {best.get('bcubed_precision', 0):.4f} "
+        f"R {best.get('bcubed_recall', 0):.4f} F {best.get('bcubed_f', 0):.4f}, pairwise P "
+        f"{best.get('pairwise_precision', 0):.4f} (two-day split)\n"
+    )
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(head + yaml.safe_dump(cal.overrides, sort_keys=True))
 
@@ -348,12 +421,19 @@ def plot(cal: Calibration, out: str | Path) -> None:
     best = cal.best or {}
     fig, ax = plt.subplots(figsize=(7, 5))
     for rule in RULES:
-        rows = sorted((r for r in cal.rows if r["stage"] == "step2" and r["rule"] == rule
-                       and r["centre"] == best.get("centre") and r["floor"] == best.get("floor")),
-                      key=lambda r: r["threshold"])
+        rows = sorted(
+            (
+                r
+                for r in cal.rows
+                if r["stage"] == "step2"
+                and r["rule"] == rule
+                and r["centre"] == best.get("centre")
+                and r["floor"] == best.get("floor")
+            ),
+            key=lambda r: r["threshold"],
+        )
         if rows:
-            ax.plot([r["bcubed_recall"] for r in rows], [r["bcubed_precision"] for r in rows], marker=".",
-                    label=rule)
+            ax.plot([r["bcubed_recall"] for r in rows], [r["bcubed_precision"] for r in rows], marker=".", label=rule)
     ax.axhline(cal.target, color="grey", linestyle="--", linewidth=1, label=f"target {cal.target}")
     if best:
         ax.plot([best["bcubed_recall"]], [best["bcubed_precision"]], "k*", markersize=14, label="chosen")

@@ -1,5 +1,6 @@
 """The demo behind a bare ``make run-day``: a labelled synthetic data set generated once, then the next
 day of it that the gallery has not committed yet."""
+
 from __future__ import annotations
 
 import logging

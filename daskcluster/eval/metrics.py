@@ -73,8 +73,7 @@ def _encode_pair(labels_true: Any, labels_pred: Any) -> tuple[np.ndarray, np.nda
     codes_pred = _encode(labels_pred, "labels_pred")
     if codes_true.shape[0] != codes_pred.shape[0]:
         raise ValueError(
-            f"labels_true and labels_pred have different lengths "
-            f"({codes_true.shape[0]} != {codes_pred.shape[0]})"
+            f"labels_true and labels_pred have different lengths ({codes_true.shape[0]} != {codes_pred.shape[0]})"
         )
     return codes_true, codes_pred
 

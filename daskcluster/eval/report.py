@@ -1,4 +1,5 @@
 """Day reports: quality metrics against labels (when the data has them) and the summary files."""
+
 from __future__ import annotations
 
 import json

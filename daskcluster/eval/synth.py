@@ -176,9 +176,21 @@ def _rng(spec_seed: int, *words: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([spec_seed, *words])))
 
 
-_DAY_ONLY = ("faces_per_day", "files_per_day", "start_date", "lowq_fraction", "lowq_noise_factor",
-             "blur_strength", "blur_directions", "quality_noise", "norm_range", "day_jitter",
-             "camera_home_prob", "faces_per_visit", "nuisance_seed")
+_DAY_ONLY = (
+    "faces_per_day",
+    "files_per_day",
+    "start_date",
+    "lowq_fraction",
+    "lowq_noise_factor",
+    "blur_strength",
+    "blur_directions",
+    "quality_noise",
+    "norm_range",
+    "day_jitter",
+    "camera_home_prob",
+    "faces_per_visit",
+    "nuisance_seed",
+)
 
 
 def _pop_key(spec: SynthSpec) -> SynthSpec:
@@ -206,13 +218,20 @@ def _population(spec: SynthSpec) -> Population:
     mode_cum[np.arange(m) >= n_modes[:, None] - 1] = 1.0  # exactly n_modes modes, never more
     parent, rho = _lookalikes(spec, rng)
     log.debug("population of %d identities, %d late, %d look-alikes", n, late.sum(), (parent >= 0).sum())
-    return _frozen(Population(
-        weight=rank ** -spec.zipf_exponent, first_day=first_day,
-        sigma=rng.uniform(*spec.noise_sigma, n).astype(np.float32),
-        pose_mag=rng.uniform(*spec.pose_magnitude, n).astype(np.float32), mode_cum=mode_cum,
-        pose_idx=rng.integers(0, POSE_BANK, (n, m)).astype(np.int32),
-        pose_sign=rng.choice(np.array([-1.0, 1.0], np.float32), (n, m)),
-        home_camera=rng.integers(0, spec.n_cameras, n).astype(np.int32), parent=parent, rho=rho))
+    return _frozen(
+        Population(
+            weight=rank**-spec.zipf_exponent,
+            first_day=first_day,
+            sigma=rng.uniform(*spec.noise_sigma, n).astype(np.float32),
+            pose_mag=rng.uniform(*spec.pose_magnitude, n).astype(np.float32),
+            mode_cum=mode_cum,
+            pose_idx=rng.integers(0, POSE_BANK, (n, m)).astype(np.int32),
+            pose_sign=rng.choice(np.array([-1.0, 1.0], np.float32), (n, m)),
+            home_camera=rng.integers(0, spec.n_cameras, n).astype(np.int32),
+            parent=parent,
+            rho=rho,
+        )
+    )
 
 
 def _frozen(pop: Population) -> Population:
@@ -267,8 +286,7 @@ def _block_centres(spec: SynthSpec, block: int) -> np.ndarray:
     """Unit centres (float32, (rows, dim)) of identities ``block*block_rows ...``; look-alikes mixed in."""
     br, pop = spec.block_rows, _population(spec)
     start, stop = block * br, min((block + 1) * br, spec.identities)
-    base = _unit_rows(_rng(spec.seed, _P_CENTRE, block).standard_normal((stop - start, spec.dim),
-                                                                      dtype=np.float32))
+    base = _unit_rows(_rng(spec.seed, _P_CENTRE, block).standard_normal((stop - start, spec.dim), dtype=np.float32))
     kids = np.flatnonzero(pop.parent[start:stop] >= 0)
     if len(kids):
         par = base[pop.parent[start + kids] - start]
@@ -309,8 +327,9 @@ def _day_counts(spec: SynthSpec, pop: Population, rng: np.random.Generator, day:
     return rng.multinomial(spec.faces_per_day, w / w.sum())
 
 
-def _visits(spec: SynthSpec, pop: Population, rng: np.random.Generator,
-            counts: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _visits(
+    spec: SynthSpec, pop: Population, rng: np.random.Generator, counts: np.ndarray, label: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Camera and ms-of-day of each face: faces are grouped in visits (one camera, one time)."""
     n_visits = np.where(counts > 0, 1 + counts // spec.faces_per_visit, 0)
     first = np.concatenate([[0], np.cumsum(n_visits)[:-1]])
@@ -336,8 +355,15 @@ def _day_faces(spec: SynthSpec, day: int) -> _Faces:
     q = np.where(lowq, rng.beta(2.0, 5.0, n), rng.beta(5.0, 2.0, n))
     scale = np.where(lowq, spec.lowq_noise_factor, 1.0 + 0.5 * (0.7 - q))
     camera, t_ms = _visits(spec, pop, rng, counts, label)
-    return _Faces(label=label, mode=mode, lowq=lowq, q=q, sigma=(pop.sigma[label] * scale).astype(np.float32),
-                  camera=camera, t_ms=t_ms)
+    return _Faces(
+        label=label,
+        mode=mode,
+        lowq=lowq,
+        q=q,
+        sigma=(pop.sigma[label] * scale).astype(np.float32),
+        camera=camera,
+        t_ms=t_ms,
+    )
 
 
 def _chunk_features(spec: SynthSpec, faces: _Faces, lo: int, hi: int, day: int) -> np.ndarray:
@@ -392,21 +418,29 @@ def generate_day_arrays(spec: SynthSpec, day_index: int) -> SynthDay:
     obs = np.clip(faces.q + _rng(spec.seed, _P_DAY, day_index, 2).normal(0, spec.quality_noise, n), 0, 1)
     day0_ms = (spec.start_date + datetime.timedelta(days=day_index) - datetime.date(1970, 1, 1)).days * MS_PER_DAY
     return SynthDay(
-        face_id=np.arange(n, dtype=np.int64) + day_index * spec.faces_per_day, feature=feature,
-        label=shuffled(faces.label), camera_id=shuffled(faces.camera), captured_at_ms=shuffled(faces.t_ms) + day0_ms,
-        quality=shuffled(obs.astype(np.float32)), lowq=shuffled(faces.lowq), pose_mode=shuffled(faces.mode))
+        face_id=np.arange(n, dtype=np.int64) + day_index * spec.faces_per_day,
+        feature=feature,
+        label=shuffled(faces.label),
+        camera_id=shuffled(faces.camera),
+        captured_at_ms=shuffled(faces.t_ms) + day0_ms,
+        quality=shuffled(obs.astype(np.float32)),
+        lowq=shuffled(faces.lowq),
+        pose_mode=shuffled(faces.mode),
+    )
 
 
 def day_schema(dim: int) -> pa.Schema:
     """The day format: face_id, feature (raw float32[dim]), label, camera_id, captured_at, quality."""
-    return pa.schema([
-        pa.field("face_id", pa.int64()),
-        pa.field("feature", pa.list_(pa.float32(), dim)),
-        pa.field("label", pa.int64()),
-        pa.field("camera_id", pa.int32()),
-        pa.field("captured_at", pa.timestamp("ms")),
-        pa.field("quality", pa.float32()),
-    ])
+    return pa.schema(
+        [
+            pa.field("face_id", pa.int64()),
+            pa.field("feature", pa.list_(pa.float32(), dim)),
+            pa.field("label", pa.int64()),
+            pa.field("camera_id", pa.int32()),
+            pa.field("captured_at", pa.timestamp("ms")),
+            pa.field("quality", pa.float32()),
+        ]
+    )
 
 
 def generate_day(spec: SynthSpec, day_index: int) -> pa.Table:
@@ -415,8 +449,14 @@ def generate_day(spec: SynthSpec, day_index: int) -> pa.Table:
     flat = d.feature.reshape(-1)
     values = pa.Array.from_buffers(pa.float32(), len(flat), [None, pa.py_buffer(flat)])  # zero-copy
     feature = pa.FixedSizeListArray.from_arrays(values, spec.dim)
-    cols = [pa.array(d.face_id), feature, pa.array(d.label), pa.array(d.camera_id),
-            pa.array(d.captured_at_ms, pa.timestamp("ms")), pa.array(d.quality)]
+    cols = [
+        pa.array(d.face_id),
+        feature,
+        pa.array(d.label),
+        pa.array(d.camera_id),
+        pa.array(d.captured_at_ms, pa.timestamp("ms")),
+        pa.array(d.quality),
+    ]
     return pa.Table.from_arrays(cols, schema=day_schema(spec.dim))
 
 

@@ -11,14 +11,23 @@ preprocess/v<version>-centre.npy             the centring mean, when the gallery
 lineage/v<version>.parquet                   cumulative merges (old_id -> new_id) of consolidation
 ```
 """
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MANIFEST", "DayOutputs", "centre_path", "day_outputs", "lineage_path", "quantizer_path", "shard_file",
-           "version_dir"]
+__all__ = [
+    "MANIFEST",
+    "DayOutputs",
+    "centre_path",
+    "day_outputs",
+    "lineage_path",
+    "quantizer_path",
+    "shard_file",
+    "version_dir",
+]
 
 MANIFEST = "manifest.json"
 
@@ -63,6 +72,11 @@ class DayOutputs:
 
 
 def day_outputs(version: int, day: str) -> DayOutputs:
-    return DayOutputs(snapshot=version_dir("snapshots", version), assignments=version_dir("assignments", version, day),
-                      quarantine=version_dir("quarantine", version, day), report=version_dir("reports", version, day),
-                      quantizer=quantizer_path(version), preprocess=centre_path(version))
+    return DayOutputs(
+        snapshot=version_dir("snapshots", version),
+        assignments=version_dir("assignments", version, day),
+        quarantine=version_dir("quarantine", version, day),
+        report=version_dir("reports", version, day),
+        quantizer=quantizer_path(version),
+        preprocess=centre_path(version),
+    )

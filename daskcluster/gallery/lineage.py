@@ -12,6 +12,7 @@ per absorbed cluster::
 
 Because ``new_id < old_id`` on every row, following old -> new always ends, at a cluster of the snapshot.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,16 +24,25 @@ import pyarrow.parquet as pq
 from daskcluster.gallery.layout import lineage_path
 from daskcluster.gallery.manifest import GalleryError, Manifest, atomic_write_bytes
 
-__all__ = ["LINEAGE_SCHEMA", "lineage_in_force", "lineage_path", "read_lineage", "resolve", "resolve_table",
-           "write_lineage"]
+__all__ = [
+    "LINEAGE_SCHEMA",
+    "lineage_in_force",
+    "lineage_path",
+    "read_lineage",
+    "resolve",
+    "resolve_table",
+    "write_lineage",
+]
 
-LINEAGE_SCHEMA = pa.schema([
-    pa.field("old_id", pa.int64()),
-    pa.field("new_id", pa.int64()),
-    pa.field("day", pa.date32()),
-    pa.field("similarity", pa.float32()),
-    pa.field("version", pa.int64()),
-])
+LINEAGE_SCHEMA = pa.schema(
+    [
+        pa.field("old_id", pa.int64()),
+        pa.field("new_id", pa.int64()),
+        pa.field("day", pa.date32()),
+        pa.field("similarity", pa.float32()),
+        pa.field("version", pa.int64()),
+    ]
+)
 _MAX_PASSES = 64  # pointer jumping doubles the links followed each pass: chains of up to 2**64 links
 
 
@@ -89,8 +99,9 @@ def resolve_table(table: pa.Table, lineage: pa.Table, column: str = "cluster_id"
     """``table`` with ``column`` resolved through ``lineage`` (unchanged when the lineage is empty)."""
     if lineage.num_rows == 0:
         return table
-    ids = resolve(table.column(column).to_numpy(), lineage.column("old_id").to_numpy(),
-                  lineage.column("new_id").to_numpy())
+    ids = resolve(
+        table.column(column).to_numpy(), lineage.column("old_id").to_numpy(), lineage.column("new_id").to_numpy()
+    )
     return table.set_column(table.schema.get_field_index(column), column, pa.array(ids, pa.int64()))
 
 

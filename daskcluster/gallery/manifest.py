@@ -14,6 +14,7 @@ Layout (``vNNNNNN`` is the manifest version that wrote it; nothing is ever overw
 Assignments keep the cluster ids they were written with; readers map them through the lineage in force
 (:mod:`daskcluster.lineage`), so a consolidation never rewrites a day's output.
 """
+
 from __future__ import annotations
 
 import datetime as dt

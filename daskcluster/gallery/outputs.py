@@ -1,4 +1,5 @@
 """Per-partition outputs of a day: the assignments and the quarantined rows."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,20 +22,23 @@ def assignments_table(part: Part, new_labels: np.ndarray, id_column: str) -> pa.
     cluster_id[new] = new_labels
     decision = np.where(new, np.where(part.low_quality, "low_quality", "new"), "assigned")
     meta = part.meta.drop_columns([c for c in (id_column, *DROP_FROM_ASSIGNMENTS) if c in part.meta.schema.names])
-    head = pa.table({
-        "face_id": pa.array(part.ids, pa.int64()),
-        "cluster_id": pa.array(cluster_id, pa.int64()),
-        "decision": pa.array(decision).dictionary_encode(),
-        "similarity": pa.array(part.similarity, pa.float32(), from_pandas=True),
-        "ambiguous": pa.array(part.ambiguous if len(part.ambiguous) == len(part) else np.zeros(len(part), bool)),
-    })
+    head = pa.table(
+        {
+            "face_id": pa.array(part.ids, pa.int64()),
+            "cluster_id": pa.array(cluster_id, pa.int64()),
+            "decision": pa.array(decision).dictionary_encode(),
+            "similarity": pa.array(part.similarity, pa.float32(), from_pandas=True),
+            "ambiguous": pa.array(part.ambiguous if len(part.ambiguous) == len(part) else np.zeros(len(part), bool)),
+        }
+    )
     for name in meta.schema.names:
         head = head.append_column(meta.schema.field(name), meta.column(name))
     return head
 
 
-def write_outputs(part: Part, new_labels: np.ndarray, assign_dir: str, quarantine_dir: str,
-                  id_column: str) -> tuple[int, int]:
+def write_outputs(
+    part: Part, new_labels: np.ndarray, assign_dir: str, quarantine_dir: str, id_column: str
+) -> tuple[int, int]:
     """The ``write-assignments`` task; returns (rows written, rows quarantined)."""
     name = f"part-{part.index:05d}.parquet"
     write_parquet_atomic(assignments_table(part, new_labels, id_column), Path(assign_dir) / name)

@@ -1,4 +1,5 @@
 """Read-only views of a committed gallery: export, evaluation against labels, status."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -70,17 +71,35 @@ def evaluate_gallery(gallery: str | Path, label_paths: list[str | Path]) -> dict
 
 def gallery_status(gallery: str | Path) -> dict:
     manifest = _manifest(gallery)
-    counts = np.concatenate([pq.read_table(f, columns=["count"])[0].to_numpy()
-                             for f in sorted((Path(gallery) / manifest.snapshot).glob("shard-*.parquet"))]) \
-        if manifest.snapshot else np.empty(0, np.int64)
-    sizes = {"1": int((counts == 1).sum()), "2-9": int(((counts >= 2) & (counts < 10)).sum()),
-             "10-99": int(((counts >= 10) & (counts < 100)).sum()), "100+": int((counts >= 100).sum())}
+    counts = (
+        np.concatenate(
+            [
+                pq.read_table(f, columns=["count"])[0].to_numpy()
+                for f in sorted((Path(gallery) / manifest.snapshot).glob("shard-*.parquet"))
+            ]
+        )
+        if manifest.snapshot
+        else np.empty(0, np.int64)
+    )
+    sizes = {
+        "1": int((counts == 1).sum()),
+        "2-9": int(((counts >= 2) & (counts < 10)).sum()),
+        "10-99": int(((counts >= 10) & (counts < 100)).sum()),
+        "100+": int((counts >= 100).sum()),
+    }
     return {
-        "gallery": str(gallery), "version": manifest.version, "dim": manifest.dim, "shards": manifest.n_shards,
-        "days": [{"day": d.day, "faces": d.n_faces, "quarantined": d.n_quarantined, "version": d.version}
-                 for d in manifest.days],
-        "clusters": manifest.n_clusters, "faces": manifest.n_faces,
+        "gallery": str(gallery),
+        "version": manifest.version,
+        "dim": manifest.dim,
+        "shards": manifest.n_shards,
+        "days": [
+            {"day": d.day, "faces": d.n_faces, "quarantined": d.n_quarantined, "version": d.version}
+            for d in manifest.days
+        ],
+        "clusters": manifest.n_clusters,
+        "faces": manifest.n_faces,
         "largest_cluster": int(counts.max()) if len(counts) else 0,
-        "median_cluster": float(np.median(counts)) if len(counts) else 0.0, "size_histogram": sizes,
+        "median_cluster": float(np.median(counts)) if len(counts) else 0.0,
+        "size_histogram": sizes,
         "lineage_rows": read_lineage(gallery, manifest).num_rows,
     }

@@ -1,5 +1,6 @@
 """The ``search.audit``: recall (by id) of the k-NN edges at or above ``cluster.threshold`` on a sample of
 faces, against exact search over the same shards."""
+
 from __future__ import annotations
 
 import logging
@@ -40,13 +41,15 @@ def audit_edges(ex, cfg: Config, gshards: list, rest: list, best: list, offsets:
     if spec.is_flat:
         return 1.0
     m = max(1, cfg.search.audit_sample // max(1, len(best)))
-    q = ex.submit("audit-queries", _concat_queries, [ex.submit("audit-queries", _audit_queries, p, b, off, m)
-                                                     for p, b, off in zip(rest, best, offsets)])
+    q = ex.submit(
+        "audit-queries",
+        _concat_queries,
+        [ex.submit("audit-queries", _audit_queries, p, b, off, m) for p, b, off in zip(rest, best, offsets)],
+    )
     k, threshold = cfg.cluster.k + 1, cfg.cluster.threshold
-    exact = ex.submit("audit-merge", merge_topk, [ex.submit("audit-search", _exact_search, s, q, k)
-                                                  for s in gshards], k)
+    exact = ex.submit(
+        "audit-merge", merge_topk, [ex.submit("audit-search", _exact_search, s, q, k) for s in gshards], k
+    )
     found, total = ex.gather(ex.submit("audit-recall", _recall, exact, q, threshold))
     log.info("edge recall audit: %d of %d exact edges >= %.3f found", found, total, threshold)
     return found / total if total else 1.0
-
-

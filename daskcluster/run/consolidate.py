@@ -6,6 +6,7 @@ manifest is swapped; on any failure what was written is removed and the gallery 
 merge nothing is written. The driver holds handles and the candidate pairs (one row per eligible cluster at
 most), never the centres.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,12 +55,12 @@ __all__ = ["ConsolidateResult", "consolidate_after_day", "consolidate_gallery"]
 
 @dataclass
 class ConsolidateResult:
-    merges: int           # clusters absorbed, i.e. lineage rows added
-    added: pa.Table       # the lineage rows added (lineage.LINEAGE_SCHEMA)
-    version: int | None   # the manifest version committed; None when there was nothing to merge
+    merges: int  # clusters absorbed, i.e. lineage rows added
+    added: pa.Table  # the lineage rows added (lineage.LINEAGE_SCHEMA)
+    version: int | None  # the manifest version committed; None when there was nothing to merge
     message: str
-    rounds: int = 0       # rounds run (a round that finds nothing ends the run)
-    n_clusters: int = 0   # clusters in the gallery afterwards
+    rounds: int = 0  # rounds run (a round that finds nothing ends the run)
+    n_clusters: int = 0  # clusters in the gallery afterwards
 
 
 @dataclass(frozen=True)
@@ -82,23 +83,39 @@ def _find_merges(job: _Job, tables: list) -> Merges:
     against every shard, each cluster's best candidate chosen on the workers; only those come back."""
     ex, ccfg = job.ex, job.cfg.consolidate
     homes = ex.homes(tables)
-    queries = [ex.submit_at(h, "consolidate-eligible", eligible_centres, t, ccfg.min_count)
-               for t, h in zip(tables, homes)]
+    queries = [
+        ex.submit_at(h, "consolidate-eligible", eligible_centres, t, ccfg.min_count) for t, h in zip(tables, homes)
+    ]
     n_eligible = sum(ex.gather([ex.submit("count", len, q) for q in queries]))
     if n_eligible < 2:
         return mutual_best(concat_candidates([]))
     spec = choose_index(n_eligible, job.cfg.search)
-    quant = quantizer(ex, "consolidate", spec, job.cfg.search, job.backend, queries, centre_sample,
-                      job.manifest.quantizer, job.gallery)
-    index = ex.wait("consolidate-index", [ex.submit_at(h, "consolidate-index", centre_index, q, spec,
-                                                       quant.centroids, job.backend) for q, h in zip(queries, homes)])
+    quant = quantizer(
+        ex,
+        "consolidate",
+        spec,
+        job.cfg.search,
+        job.backend,
+        queries,
+        centre_sample,
+        job.manifest.quantizer,
+        job.gallery,
+    )
+    index = ex.wait(
+        "consolidate-index",
+        [
+            ex.submit_at(h, "consolidate-index", centre_index, q, spec, quant.centroids, job.backend)
+            for q, h in zip(queries, homes)
+        ],
+    )
     # k + 1: a centre finds itself; each shard's search also reports the neighbours' face counts
     tops = search_all(ex, "consolidate", index, queries, search_centres, ccfg.k + 1, min_sim=ccfg.threshold)
-    best = [ex.submit("consolidate-best", best_candidates, q, top, ccfg.k, ccfg.threshold, job.cfg.cluster.max_size)
-            for q, top in zip(queries, tops)]
+    best = [
+        ex.submit("consolidate-best", best_candidates, q, top, ccfg.k, ccfg.threshold, job.cfg.cluster.max_size)
+        for q, top in zip(queries, tops)
+    ]
     merges = mutual_best(concat_candidates(ex.gather(ex.wait("consolidate-search", best))))
-    log.info("consolidate: %d eligible clusters (%s), %d mutual-best pairs", n_eligible, spec.describe(),
-             len(merges))
+    log.info("consolidate: %d eligible clusters (%s), %d mutual-best pairs", n_eligible, spec.describe(), len(merges))
     return merges
 
 
@@ -108,17 +125,23 @@ def _apply(job: _Job, tables: list, merges: Merges) -> list:
     n_shards, homes = len(tables), ex.homes(tables)
     plan = ex.scatter(merges)
     moved = [ex.submit_at(h, "consolidate-take", take_absorbed, t, plan, n_shards) for t, h in zip(tables, homes)]
-    return ex.wait("consolidate-absorb", [
-        ex.submit_at(h, "consolidate-absorb", absorb, t, [ex.pick("moved", m, s) for m in moved], plan)
-        for s, (t, h) in enumerate(zip(tables, homes))])
+    return ex.wait(
+        "consolidate-absorb",
+        [
+            ex.submit_at(h, "consolidate-absorb", absorb, t, [ex.pick("moved", m, s) for m in moved], plan)
+            for s, (t, h) in enumerate(zip(tables, homes))
+        ],
+    )
 
 
 def _merge_rounds(job: _Job, rounds: int) -> tuple[list, list[Merges], int]:
     """Up to ``rounds`` rounds of merges; returns the shard tables, each round's merges and the rounds run."""
     manifest = job.manifest
     snapshot = str(job.gallery / manifest.snapshot)
-    tables = job.ex.wait("consolidate-load", job.ex.spread(
-        "consolidate-load", load_shard, [(snapshot, s, manifest.dim) for s in range(manifest.n_shards)]))
+    tables = job.ex.wait(
+        "consolidate-load",
+        job.ex.spread("consolidate-load", load_shard, [(snapshot, s, manifest.dim) for s in range(manifest.n_shards)]),
+    )
     done: list[Merges] = []
     for i in range(rounds):
         merges = _find_merges(job, tables)
@@ -131,13 +154,16 @@ def _merge_rounds(job: _Job, rounds: int) -> tuple[list, list[Merges], int]:
 
 def _lineage_rows(done: list[Merges], day: str, version: int) -> pa.Table:
     n = sum(len(m) for m in done)
-    return pa.Table.from_arrays([
-        pa.array(np.concatenate([m.absorbed for m in done]), pa.int64()),
-        pa.array(np.concatenate([m.survivor for m in done]), pa.int64()),
-        pa.array(np.full(n, np.datetime64(day, "D")), pa.date32()),
-        pa.array(np.concatenate([m.similarity for m in done]), pa.float32()),
-        pa.array(np.full(n, version, np.int64), pa.int64()),
-    ], schema=LINEAGE_SCHEMA)
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.concatenate([m.absorbed for m in done]), pa.int64()),
+            pa.array(np.concatenate([m.survivor for m in done]), pa.int64()),
+            pa.array(np.full(n, np.datetime64(day, "D")), pa.date32()),
+            pa.array(np.concatenate([m.similarity for m in done]), pa.float32()),
+            pa.array(np.full(n, version, np.int64), pa.int64()),
+        ],
+        schema=LINEAGE_SCHEMA,
+    )
 
 
 def _next_manifest(job: _Job, snapshot: str, lineage: str, n_clusters: int, note: dict) -> Manifest:
@@ -146,12 +172,25 @@ def _next_manifest(job: _Job, snapshot: str, lineage: str, n_clusters: int, note
     the day before it, with the day before's lineage."""
     manifest = job.manifest
     last = max(manifest.days, key=lambda d: d.day)
-    note = {"version": job.version, "snapshot_before": last.snapshot, "n_clusters_before": last.n_clusters_after,
-            "lineage_before": lineage_in_force(manifest), **note, "committed_at": now_utc()}
-    record = dataclasses.replace(last, snapshot=snapshot, lineage=lineage, n_clusters_after=n_clusters,
-                                 consolidated=[*last.consolidated, note])
-    return dataclasses.replace(manifest, version=job.version, snapshot=snapshot, lineage=lineage,
-                               n_clusters=n_clusters, days=[record if d is last else d for d in manifest.days])
+    note = {
+        "version": job.version,
+        "snapshot_before": last.snapshot,
+        "n_clusters_before": last.n_clusters_after,
+        "lineage_before": lineage_in_force(manifest),
+        **note,
+        "committed_at": now_utc(),
+    }
+    record = dataclasses.replace(
+        last, snapshot=snapshot, lineage=lineage, n_clusters_after=n_clusters, consolidated=[*last.consolidated, note]
+    )
+    return dataclasses.replace(
+        manifest,
+        version=job.version,
+        snapshot=snapshot,
+        lineage=lineage,
+        n_clusters=n_clusters,
+        days=[record if d is last else d for d in manifest.days],
+    )
 
 
 def _commit(job: _Job, tables: list, done: list[Merges], n_rounds: int) -> ConsolidateResult:
@@ -160,24 +199,36 @@ def _commit(job: _Job, tables: list, done: list[Merges], n_rounds: int) -> Conso
     rel_snapshot, rel_lineage = version_dir("snapshots", version), lineage_path(version)
     added = _lineage_rows(done, manifest.last_day, version)
     ccfg = job.cfg.consolidate
-    note = {"merges": added.num_rows, "rounds": n_rounds, "threshold": ccfg.threshold, "k": ccfg.k,
-            "min_count": ccfg.min_count, "max_size": job.cfg.cluster.max_size, "config_digest": job.cfg.digest()}
+    note = {
+        "merges": added.num_rows,
+        "rounds": n_rounds,
+        "threshold": ccfg.threshold,
+        "k": ccfg.k,
+        "min_count": ccfg.min_count,
+        "max_size": job.cfg.cluster.max_size,
+        "config_digest": job.cfg.digest(),
+    }
     try:
-        writes = [job.ex.submit_at(h, "consolidate-write", write_shard, t, str(gallery / rel_snapshot))
-                  for t, h in zip(tables, job.ex.homes(tables))]
+        writes = [
+            job.ex.submit_at(h, "consolidate-write", write_shard, t, str(gallery / rel_snapshot))
+            for t, h in zip(tables, job.ex.homes(tables))
+        ]
         n_clusters = sum(job.ex.gather(job.ex.wait("consolidate-write", writes)))
         write_lineage(pa.concat_tables([read_lineage(gallery, manifest), added]), gallery / rel_lineage)
         write_manifest(gallery, _next_manifest(job, rel_snapshot, rel_lineage, n_clusters, note))
     except BaseException:
         remove_uncommitted(gallery, [rel_snapshot, rel_lineage])
         raise
-    message = (f"{added.num_rows} clusters merged in {n_rounds} round(s): {manifest.n_clusters} -> {n_clusters} "
-               f"clusters, committed as version {version}")
+    message = (
+        f"{added.num_rows} clusters merged in {n_rounds} round(s): {manifest.n_clusters} -> {n_clusters} "
+        f"clusters, committed as version {version}"
+    )
     return ConsolidateResult(added.num_rows, added, version, message, n_rounds, n_clusters)
 
 
-def consolidate_gallery(client: Any, gallery: str | Path, cfg: Config, progress: Progress | None = None,
-                        rounds: int = 1) -> ConsolidateResult:
+def consolidate_gallery(
+    client: Any, gallery: str | Path, cfg: Config, progress: Progress | None = None, rounds: int = 1
+) -> ConsolidateResult:
     """Merge the gallery's clusters that are one person split across days (the rule is in
     :mod:`daskcluster.stages.consolidate`) and commit them as a new version; with nothing to merge the gallery is
     left as it is. ``client``: a Dask client, or an executor."""
@@ -194,9 +245,14 @@ def consolidate_gallery(client: Any, gallery: str | Path, cfg: Config, progress:
     with ex.current():
         tables, done, n_rounds = _merge_rounds(job, rounds)
         if not done:
-            return dataclasses.replace(nothing, rounds=n_rounds, message=(
-                f"nothing to merge: no mutual-best pair of clusters reaches consolidate.threshold="
-                f"{cfg.consolidate.threshold} (+{SIZE_MARGIN}/sqrt(smaller count)); the gallery is unchanged"))
+            return dataclasses.replace(
+                nothing,
+                rounds=n_rounds,
+                message=(
+                    f"nothing to merge: no mutual-best pair of clusters reaches consolidate.threshold="
+                    f"{cfg.consolidate.threshold} (+{SIZE_MARGIN}/sqrt(smaller count)); the gallery is unchanged"
+                ),
+            )
         return _commit(job, tables, done, n_rounds)
 
 

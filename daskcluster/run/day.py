@@ -1,4 +1,5 @@
 """What every stage of one day's run reads (:class:`Day`), and the counts the stages return (:class:`DayCounts`)."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,11 +1,12 @@
 """Step 1 of a day on the executor: each face against the gallery's centres, where the shards live."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from daskcluster.gallery.tables import load_shard
 from daskcluster.run.day import Day
-from daskcluster.search import Quantizer, choose_index, quantizer, sample_rows
+from daskcluster.search import IndexSpec, Quantizer, choose_index, quantizer, sample_rows
 from daskcluster.search.fanout import search_all
 from daskcluster.stages import assign, centres, ingest
 
@@ -44,6 +45,23 @@ def _first_day(ex, day: Day, parts: list) -> Assigned:
     return Assigned(parts, tables)
 
 
+def _best_clusters(ex, day: Day, tables: list, parts: list) -> tuple[list, Quantizer, IndexSpec]:
+    """Per partition, the top ``ASSIGN_K`` gallery clusters at or above ``assign.threshold`` of its faces:
+    each table indexed where it lives, every partition searched against every shard."""
+    plan, cfg = day.plan, day.cfg
+    spec = choose_index(plan.base.n_clusters, cfg.search)
+    quant = quantizer(
+        ex, "assign", spec, cfg.search, day.backend, tables, _gallery_sample, plan.base.quantizer, plan.gallery
+    )
+    build = (assign.gallery_search_shard, spec, quant.centroids, day.backend, cfg.cluster.max_size)
+    index = [ex.submit_at(h, "gallery-index", build[0], t, *build[1:]) for t, h in zip(tables, ex.homes(tables))]
+    coarse = None if spec.is_flat else (assign.queries, quant.centroids, spec.nprobe, day.backend)
+    best = search_all(
+        ex, "assign", index, parts, assign.search_part, assign.ASSIGN_K, coarse, min_sim=cfg.assign.threshold
+    )
+    return best, quant, spec
+
+
 def assign_day(ex, day: Day, parts: list) -> Assigned:
     """Every partition searched against every gallery shard; the best cluster at or above ``assign.threshold``
     is chosen (see :func:`daskcluster.stages.assign.decide`). The gallery's quantizer is reused while its list
@@ -53,19 +71,13 @@ def assign_day(ex, day: Day, parts: list) -> Assigned:
     if plan.base.n_clusters == 0:
         return _first_day(ex, day, parts)
     snapshot = day.path(plan.base.snapshot)
-    tables = ex.wait("load-shard", ex.spread("load-shard", load_shard,
-                                             [(snapshot, s, day.dim) for s in range(plan.n_shards)]))
-    spec = choose_index(plan.base.n_clusters, cfg.search)
-    quant = quantizer(ex, "assign", spec, cfg.search, day.backend, tables, _gallery_sample, plan.base.quantizer,
-                      plan.gallery)
-    index = [ex.submit_at(h, "gallery-index", assign.gallery_search_shard, t, spec, quant.centroids, day.backend,
-                          cfg.cluster.max_size) for t, h in zip(tables, ex.homes(tables))]
-    coarse = None if spec.is_flat else (assign.queries, quant.centroids, spec.nprobe, day.backend)
-    best = search_all(ex, "assign", index, parts, assign.search_part, assign.ASSIGN_K, coarse,
-                      min_sim=cfg.assign.threshold)
-    parts = ex.wait("assign", [ex.submit("assign-decide", assign.decide, p, b, cfg.assign, cfg.quality.join_threshold)
-                               for p, b in zip(parts, best)])
+    shards = [(snapshot, s, day.dim) for s in range(plan.n_shards)]
+    tables = ex.wait("load-shard", ex.spread("load-shard", load_shard, shards))
+    best, quant, spec = _best_clusters(ex, day, tables, parts)
+    decide = (assign.decide, cfg.assign, cfg.quality.join_threshold)
+    parts = ex.wait("assign", [ex.submit("assign-decide", decide[0], p, b, *decide[1:]) for p, b in zip(parts, best)])
     counts = ex.gather([ex.submit("count", _count_assigned, p) for p in parts])
+    n_assigned, n_ambiguous, n_low = (sum(c[i] for c in counts) for i in range(3))
     used = None if spec.is_flat else ("trained" if quant.trained else f"reused {plan.base.quantizer['path']}")
-    return Assigned(parts, tables, sum(c[0] for c in counts), sum(c[1] for c in counts), sum(c[2] for c in counts),
-                    spec.describe(), used, quant if quant.trained else None)
+    trained = quant if quant.trained else None
+    return Assigned(parts, tables, n_assigned, n_ambiguous, n_low, spec.describe(), used, trained)

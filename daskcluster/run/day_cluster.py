@@ -3,6 +3,7 @@ components and the chaining guard. Every component, singletons included, becomes
 
 Vertices are numbered by position in input order among the unassigned faces (partition offset + row).
 """
+
 from __future__ import annotations
 
 import functools
@@ -69,8 +70,14 @@ def knn_graph(ex, cfg: Config, backend: str, dim: int, rest: list) -> Graph:
     spec = choose_index(n_total, cfg.search)
     quant = quantizer(ex, "knn", spec, cfg.search, backend, rest, knn.graph_sample)
     groups = knn.group_partitions(sizes, math.ceil(n_total * dim * 4 / 2**20 / cfg.search.shard_mb))
-    shards = ex.wait("knn-build", ex.spread("knn-build", knn.graph_shard, [
-        ([rest[i] for i in g], offsets[g.start], spec, quant.centroids, backend) for g in groups]))
+    shards = ex.wait(
+        "knn-build",
+        ex.spread(
+            "knn-build",
+            knn.graph_shard,
+            [([rest[i] for i in g], offsets[g.start], spec, quant.centroids, backend) for g in groups],
+        ),
+    )
     coarse = None if spec.is_flat else (knn.queries, quant.centroids, spec.nprobe, backend)
     best = search_all(ex, "knn", shards, rest, knn.knn_search, c.k + 1, coarse, min_sim=c.threshold)
     nbs = [ex.submit("neighbours", linking.neighbours, b, off, c.k, c.threshold) for b, off in zip(best, offsets)]
@@ -85,13 +92,19 @@ def _annotations(ex, groups: list[range], homes: list, nbs: list) -> list:
     """Per partition, what its neighbours know (mutual, shared neighbourhood, density): each graph shard's
     lists are gathered next to the shard, and every partition's lists visit every shard, as in the search."""
     tables = [ex.submit_at(h, "knn-table", linking.concat, [nbs[i] for i in g]) for g, h in zip(groups, homes)]
-    return [ex.tree_reduce("annotate-merge", _sum_annotations,
-                           [ex.submit_at(h, "annotate", linking.annotate, t, nb) for t, h in zip(tables, homes)])
-            for nb in nbs]
+    return [
+        ex.tree_reduce(
+            "annotate-merge",
+            _sum_annotations,
+            [ex.submit_at(h, "annotate", linking.annotate, t, nb) for t, h in zip(tables, homes)],
+        )
+        for nb in nbs
+    ]
 
 
-def _chaining_guard(ex, cfg: ClusterConfig, backend: str, roots, edges: list, offsets: list[int],
-                    sizes: list[int]) -> list:
+def _chaining_guard(
+    ex, cfg: ClusterConfig, backend: str, roots, edges: list, offsets: list[int], sizes: list[int]
+) -> list:
     """Re-cut the components over ``cluster.max_size`` (see ``linking.recut``): their vertices and edges go
     to buckets by component, one ``recut`` task each; nothing else moves."""
     if not cfg.max_size:
@@ -101,16 +114,38 @@ def _chaining_guard(ex, cfg: ClusterConfig, backend: str, roots, edges: list, of
     if not n_over:
         return []
     n_b = max(1, min(len(edges), n_over, CUT_BUCKETS))
-    inputs = [ex.submit("cut-inputs", linking.cut_inputs, e, ex.submit("part-roots", components.part_slice, roots,
-                                                                       off, off + n), off, over, n_b)
-              for e, off, n in zip(edges, offsets, sizes)]
-    return ex.wait("recut", [ex.submit("recut", linking.recut, [ex.pick("cut-bucket", i, b) for i in inputs],
-                                       cfg.threshold, cfg.max_size, cfg.recut_step, backend)
-                             for b in range(n_b)])
+    inputs = [
+        ex.submit(
+            "cut-inputs",
+            linking.cut_inputs,
+            e,
+            ex.submit("part-roots", components.part_slice, roots, off, off + n),
+            off,
+            over,
+            n_b,
+        )
+        for e, off, n in zip(edges, offsets, sizes)
+    ]
+    return ex.wait(
+        "recut",
+        [
+            ex.submit(
+                "recut",
+                linking.recut,
+                [ex.pick("cut-bucket", i, b) for i in inputs],
+                cfg.threshold,
+                cfg.max_size,
+                cfg.recut_step,
+                backend,
+            )
+            for b in range(n_b)
+        ],
+    )
 
 
-def link_components(ex, cfg: ClusterConfig, backend: str, graph: Graph, vertex_ids: list, next_id: int,
-                    homes: list) -> tuple:
+def link_components(
+    ex, cfg: ClusterConfig, backend: str, graph: Graph, vertex_ids: list, next_id: int, homes: list
+) -> tuple:
     """The linking rules on every partition's neighbour lists, connected components by star forests merged in a
     tree, and the chaining guard: ``(handle of the ComponentResult, per-partition edge handles)``. ``homes``:
     where each graph shard lives (the annotation tables are built there)."""
@@ -135,10 +170,12 @@ def cluster_day(ex, cfg: Config, backend: str, dim: int, parts: list, next_id: i
     graph = knn_graph(ex, cfg, backend, dim, rest)
     vids = [ex.submit("vertex-ids", components.unassigned_ids, p) for p in rest]
     result, edges = link_components(ex, cfg.cluster, backend, graph, vids, next_id, ex.homes(graph.shards))
-    recall = audit_edges(ex, cfg, graph.shards, rest, graph.best, graph.offsets, graph.spec) if cfg.search.audit \
-        else None
+    recall = (
+        audit_edges(ex, cfg, graph.shards, rest, graph.best, graph.offsets, graph.spec) if cfg.search.audit else None
+    )
     n_clusters, singletons, largest, cuts = ex.gather(ex.submit("component-stats", _component_stats, result))
     n_edges = sum(ex.gather([ex.submit("count", len, e) for e in edges]))
-    labels = [ex.submit("labels", components.part_labels, result, off, off + n)
-              for off, n in zip(graph.offsets, graph.sizes)]
+    labels = [
+        ex.submit("labels", components.part_labels, result, off, off + n) for off, n in zip(graph.offsets, graph.sizes)
+    ]
     return Clustered(rest, labels, graph.spec.describe(), recall, n_clusters, singletons, largest, cuts, n_edges)

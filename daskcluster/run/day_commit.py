@@ -1,4 +1,5 @@
 """The end of a day: the summary and report written, then the manifest swapped (the single commit point)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,13 @@ def day_summary(day: Day, counts: DayCounts, timings: dict[str, float]) -> dict:
     of the whole gallery's (ids resolved through the consolidation lineage)."""
     plan = day.plan
     today = sorted(Path(day.path(plan.outputs.assignments)).glob("*.parquet"))
-    summary = {"day": plan.day, "version": plan.version, "input": [str(f) for f in plan.files], **counts.to_dict(),
-               "stage_seconds": timings}
+    summary = {
+        "day": plan.day,
+        "version": plan.version,
+        "input": [str(f) for f in plan.files],
+        **counts.to_dict(),
+        "stage_seconds": timings,
+    }
     summary["quality_day"] = quality(today)
     if not plan.base.days:
         summary["quality_gallery"] = summary["quality_day"]
@@ -47,23 +53,50 @@ def _written(ex, day: Day, handle, stored: dict | None, rel: str, record: dict) 
     return record
 
 
+def _day_record(day: Day, counts: DayCounts, quantizer: dict | None, preprocess: dict | None) -> DayRecord:
+    plan, base, out = day.plan, day.plan.base, day.plan.outputs
+    return DayRecord(
+        day=plan.day,
+        version=plan.version,
+        snapshot_before=base.snapshot,
+        snapshot=out.snapshot,
+        assignments=out.assignments,
+        quarantine=out.quarantine if counts.quarantined else None,
+        report=out.report,
+        input_checksum=plan.checksum,
+        config_digest=day.cfg.digest(),
+        config=day.cfg.to_dict(),
+        next_cluster_id_before=base.next_cluster_id,
+        next_cluster_id_after=base.next_cluster_id + counts.new_clusters,
+        n_clusters_after=counts.gallery_clusters,
+        n_faces_after=counts.gallery_faces,
+        n_faces=counts.faces_valid,
+        n_quarantined=counts.quarantined,
+        committed_at=now_utc(),
+        quantizer=quantizer,
+        preprocess=preprocess,
+    )
+
+
 def commit_day(ex, day: Day, counts: DayCounts, summary: dict, quantizer, new_mean) -> None:
     """Write the report, the quantizer and centring mean learned today, then swap the manifest: the day is
     committed when the rename lands."""
     plan, base, out = day.plan, day.plan.base, day.plan.outputs
     write_report(Path(day.path(out.report)), summary, day.cfg.to_dict())
-    q = _written(ex, day, quantizer and quantizer.centroids, base.quantizer, out.quantizer,
-                 quantizer and {"path": out.quantizer, "nlist": quantizer.nlist})
+    trained = quantizer and {"path": out.quantizer, "nlist": quantizer.nlist}
+    q = _written(ex, day, quantizer and quantizer.centroids, base.quantizer, out.quantizer, trained)
     pre = _written(ex, day, new_mean, base.preprocess, out.preprocess, {"centre": out.preprocess})
-    record = DayRecord(
-        day=plan.day, version=plan.version, snapshot_before=base.snapshot, snapshot=out.snapshot,
-        assignments=out.assignments, quarantine=out.quarantine if counts.quarantined else None,
-        report=out.report, input_checksum=plan.checksum, config_digest=day.cfg.digest(), config=day.cfg.to_dict(),
-        next_cluster_id_before=base.next_cluster_id, next_cluster_id_after=base.next_cluster_id + counts.new_clusters,
-        n_clusters_after=counts.gallery_clusters, n_faces_after=counts.gallery_faces, n_faces=counts.faces_valid,
-        n_quarantined=counts.quarantined, committed_at=now_utc(), quantizer=q, preprocess=pre)
-    manifest = Manifest(dim=day.dim, n_shards=plan.n_shards, version=plan.version,
-                        next_cluster_id=record.next_cluster_id_after, snapshot=record.snapshot,
-                        n_clusters=record.n_clusters_after, n_faces=record.n_faces_after,
-                        days=[*base.days, record], quantizer=q, preprocess=pre)
+    record = _day_record(day, counts, q, pre)
+    manifest = Manifest(
+        dim=day.dim,
+        n_shards=plan.n_shards,
+        version=plan.version,
+        next_cluster_id=record.next_cluster_id_after,
+        snapshot=record.snapshot,
+        n_clusters=record.n_clusters_after,
+        n_faces=record.n_faces_after,
+        days=[*base.days, record],
+        quantizer=q,
+        preprocess=pre,
+    )
     write_manifest(plan.gallery, manifest)

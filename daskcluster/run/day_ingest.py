@@ -1,5 +1,6 @@
 """Step 0 of a day on the executor: read, validate and partition the input, drop duplicates within the day and
 against the gallery, then centre features and flag low-quality faces."""
+
 from __future__ import annotations
 
 import logging
@@ -56,8 +57,15 @@ def _dedupe(ex, day: Day, parts: list) -> list:
     buckets = [ex.submit("id-buckets", ingest.bucket_ids, p, n_b) for p in parts]
     files = [str(f) for f in assignment_files(day.plan.gallery, day.plan.base.days)]
     known = [ex.submit("gallery-ids", _known_buckets, f, n_b) for f in files]
-    dups = [ex.submit("duplicates", ingest.find_duplicates, [ex.pick("bucket", b, j) for b in buckets],
-                      [ex.pick("bucket", k, j) for k in known]) for j in range(n_b)]
+    dups = [
+        ex.submit(
+            "duplicates",
+            ingest.find_duplicates,
+            [ex.pick("bucket", b, j) for b in buckets],
+            [ex.pick("bucket", k, j) for k in known],
+        )
+        for j in range(n_b)
+    ]
     return [ex.submit("dedupe", ingest.drop_rows, p, dups, day.cfg.ingest) for p in parts]
 
 
@@ -67,16 +75,20 @@ def _reason_counts(part: ingest.Part) -> Counter:
 
 def ingest_day(ex, day: Day) -> Ingested:
     """Every partition read and validated on the workers; refuses a day with too many bad rows."""
-    parts = ex.wait("ingest", [ex.submit("ingest", ingest.ingest_partition, s, day.dim, day.cfg.ingest)
-                               for s in day.plan.partitions])
+    parts = ex.wait(
+        "ingest",
+        [ex.submit("ingest", ingest.ingest_partition, s, day.dim, day.cfg.ingest) for s in day.plan.partitions],
+    )
     parts = ex.wait("dedupe", _dedupe(ex, day, parts))
     counts = ex.gather([ex.submit("count", ingest.count_rows, p) for p in parts])
     n_ok, n_bad = sum(c[0] for c in counts), sum(c[1] for c in counts)
     reasons = sum(ex.gather([ex.submit("reasons", _reason_counts, p) for p in parts]), Counter())
     limit = day.cfg.ingest.max_bad_fraction
     if n_ok == 0 or n_bad > limit * (n_ok + n_bad):
-        raise InputError(f"{n_bad} of {n_ok + n_bad} rows of {day.plan.files[0].parent} are bad (more than "
-                         f"ingest.max_bad_fraction={limit}); reasons: {dict(reasons.most_common(5))}")
+        raise InputError(
+            f"{n_bad} of {n_ok + n_bad} rows of {day.plan.files[0].parent} are bad (more than "
+            f"ingest.max_bad_fraction={limit}); reasons: {dict(reasons.most_common(5))}"
+        )
     return Ingested(parts, n_ok + n_bad, n_ok, n_bad, dict(reasons.most_common()))
 
 
@@ -90,8 +102,10 @@ def _centre_mean(ex, day: Day, parts: list) -> tuple[object, object]:
     if not cfg.preprocess.centre:
         return None, None
     if day.plan.base.days:
-        raise GalleryError("preprocess.centre is fixed by the gallery's first day, which was not centred; "
-                           "start a new gallery to centre features")
+        raise GalleryError(
+            "preprocess.centre is fixed by the gallery's first day, which was not centred; "
+            "start a new gallery to centre features"
+        )
     sums = [ex.submit("centre-sum", prepare.unit_sum, p) for p in parts]
     mean = ex.submit("centre-mean", prepare.mean_feature, sums)
     return mean, mean
@@ -106,6 +120,7 @@ def prepare_day(ex, day: Day, ingested: Ingested) -> Prepared:
     mean, new_mean = _centre_mean(ex, day, ingested.parts)
     if mean is None and day.cfg.quality.floor <= 0:
         return Prepared(ingested.parts, 0)
-    parts = ex.wait("prepare", [ex.submit("prepare", prepare.prepare, p, mean, day.cfg.quality)
-                                for p in ingested.parts])
+    parts = ex.wait(
+        "prepare", [ex.submit("prepare", prepare.prepare, p, mean, day.cfg.quality) for p in ingested.parts]
+    )
     return Prepared(parts, sum(ex.gather([ex.submit("count", _count_low, p) for p in parts])), new_mean)

@@ -1,5 +1,6 @@
 """Step 3 of a day on the executor: centre updates and new clusters at their owning shards, then the snapshot,
 assignments and quarantine written (nothing is committed until the manifest swap)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,13 +36,32 @@ def merge_day(ex, day: Day, parts: list, tables: list, rest: list, labels: list)
     old = [ex.submit("centre-sums", assign.assigned_sums, p, n_s) for p in parts]
     new = [ex.submit("new-centres", components.new_cluster_sums, p, lab, n_s) for p, lab in zip(rest, labels)]
     homes = ex.homes(ex.wait("load-shard", tables))
-    updated = [ex.submit_at(h, "centre-update", _shard_update, t, [ex.pick("sums", o, s) for o in old],
-                            [ex.pick("sums", n, s) for n in new], day.plan.day)
-               for s, (t, h) in enumerate(zip(tables, homes))]
+    updated = [
+        ex.submit_at(
+            h,
+            "centre-update",
+            _shard_update,
+            t,
+            [ex.pick("sums", o, s) for o in old],
+            [ex.pick("sums", n, s) for n in new],
+            day.plan.day,
+        )
+        for s, (t, h) in enumerate(zip(tables, homes))
+    ]
     ex.wait("centre-update", updated)
     writes = [ex.submit_at(h, "write-shard", write_shard, t, day.path(out.snapshot)) for t, h in zip(updated, homes)]
-    writes += [ex.submit("write-assignments", outputs.write_outputs, p, lab, day.path(out.assignments),
-                         day.path(out.quarantine), day.cfg.ingest.id_column) for p, lab in zip(parts, labels)]
+    writes += [
+        ex.submit(
+            "write-assignments",
+            outputs.write_outputs,
+            p,
+            lab,
+            day.path(out.assignments),
+            day.path(out.quarantine),
+            day.cfg.ingest.id_column,
+        )
+        for p, lab in zip(parts, labels)
+    ]
     ex.wait("write", writes)
     stats = ex.gather([ex.submit("shard-stats", _shard_stats, t) for t in updated])
     return Merged(sum(s[0] for s in stats), sum(s[1] for s in stats), max((s[2] for s in stats), default=0))

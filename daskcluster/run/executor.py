@@ -5,6 +5,7 @@ counts; data stays on the workers), :class:`InProcessExecutor` runs them at once
 sweeps, the benchmarks, unit tests). The jobs never know which one they have, so what runs in process is the
 very orchestration that runs on the cluster.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -99,7 +100,7 @@ class Executor:
         """Combine ``handles`` with ``fn(list, *args)`` in rounds of at most ``FAN_IN``: no task receives more
         than ``FAN_IN`` inputs, whatever the number of shards or partitions."""
         while len(handles) > 1:
-            handles = [self.submit(name, fn, handles[i:i + FAN_IN], *args) for i in range(0, len(handles), FAN_IN)]
+            handles = [self.submit(name, fn, handles[i : i + FAN_IN], *args) for i in range(0, len(handles), FAN_IN)]
         return handles[0]
 
     def current(self) -> contextlib.AbstractContextManager:

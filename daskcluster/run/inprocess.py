@@ -6,6 +6,7 @@ on an :class:`~daskcluster.run.executor.InProcessExecutor`, into a gallery in a 
 :func:`search_graph` / :func:`cluster_graph` are step 2's two halves (:mod:`daskcluster.run.day_cluster`) on one
 partition, so a sweep can search once and link many times.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -46,8 +47,9 @@ def to_part(day: DayData, index: int = 0) -> Part:
     norms = np.linalg.norm(raw.astype(np.float64), axis=1)
     if not (np.isfinite(norms).all() and (norms > 1e-12).all()):
         raise ValueError("features must be finite and non-zero")
-    meta = pa.table({**{k: pa.array(v) for k, v in day.meta.items()},
-                     "feature_norm": pa.array(norms.astype(np.float32))})
+    meta = pa.table(
+        {**{k: pa.array(v) for k, v in day.meta.items()}, "feature_norm": pa.array(norms.astype(np.float32))}
+    )
     return Part(index, np.asarray(day.ids, np.int64), (raw / norms[:, None]).astype(np.float32), meta)
 
 
@@ -61,8 +63,9 @@ def search_graph(part: Part, cfg: Config, threshold: float | None = None) -> lin
     return ex.gather(graph.nbs[0])
 
 
-def cluster_graph(nb: linking.Neighbours, face_ids: np.ndarray, cfg: ClusterConfig, next_id: int = 0,
-                  backend: str = "cpu") -> components.ComponentResult:
+def cluster_graph(
+    nb: linking.Neighbours, face_ids: np.ndarray, cfg: ClusterConfig, next_id: int = 0, backend: str = "cpu"
+) -> components.ComponentResult:
     """Linking rules, components and the chaining guard on one table of neighbour lists (restricted to
     ``cfg.threshold``), as step 2 runs them."""
     nb = linking.restrict(nb, cfg.threshold)
@@ -82,8 +85,12 @@ def _write_day(day: DayData, path: Path) -> None:
 def _day_labels(gallery: Path, ids: np.ndarray) -> np.ndarray:
     """Cluster id of each of ``ids`` in the gallery's last committed day (input order)."""
     record = max(read_manifest(gallery).days, key=lambda d: d.day)
-    table = pa.concat_tables([pq.read_table(f, columns=["face_id", "cluster_id"])
-                              for f in sorted((gallery / record.assignments).glob("*.parquet"))])
+    table = pa.concat_tables(
+        [
+            pq.read_table(f, columns=["face_id", "cluster_id"])
+            for f in sorted((gallery / record.assignments).glob("*.parquet"))
+        ]
+    )
     got = dict(zip(table.column("face_id").to_numpy().tolist(), table.column("cluster_id").to_numpy().tolist()))
     return np.array([got[i] for i in np.asarray(ids).tolist()], np.int64)
 

@@ -1,4 +1,5 @@
 """Gallery maintenance outside the day: re-training the shared IVF quantizer."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,8 +35,9 @@ def retrain_quantizer(gallery: str | Path, cfg: Config) -> dict:
     spec = choose_index(manifest.n_clusters, cfg.search.model_copy(update={"flat_below": 0, "exact": False}))
     ex = InProcessExecutor()
     sample = partial(_shard_sample, Path(gallery) / manifest.snapshot, manifest.dim)
-    trained = quantizer(ex, "assign", spec, cfg.search, resolve_backend_name(cfg.backend),
-                        list(range(manifest.n_shards)), sample)
+    trained = quantizer(
+        ex, "assign", spec, cfg.search, resolve_backend_name(cfg.backend), list(range(manifest.n_shards)), sample
+    )
     version = manifest.version + 1
     rel = quantizer_path(version)
     write_npy_atomic(ex.gather(trained.centroids), Path(gallery) / rel)

@@ -5,6 +5,7 @@ tasks and the driver holds handles and small counts, never feature vectors; in p
 here (calibration, benchmarks, unit tests). Each stage is a function of its own module returning a typed
 result; this one calls them in order.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,7 @@ __all__ = ["DayResult", "NullProgress", "Progress", "run_day", "run_stages"]
 
 @dataclass
 class DayResult:
-    status: str            # "committed" or "skipped"
+    status: str  # "committed" or "skipped"
     day: str
     message: str
     summary: dict = field(default_factory=dict)
@@ -60,8 +61,15 @@ def run_stages(ex, plan: DayPlan, cfg: Config) -> dict:
     return summary
 
 
-def run_day(where: Any, input_path: str | Path, gallery: str | Path, cfg: Config, day: str | None = None,
-            force: bool = False, progress: Progress | None = None) -> DayResult:
+def run_day(
+    where: Any,
+    input_path: str | Path,
+    gallery: str | Path,
+    cfg: Config,
+    day: str | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> DayResult:
     """Run one day into the gallery on ``where`` (a Dask client, or an executor); the gallery is unchanged
     unless the day commits."""
     plan = plan_day(input_path, gallery, cfg, day, force)

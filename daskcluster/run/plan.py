@@ -1,5 +1,6 @@
 """Planning a day before anything runs: which gallery state it starts from, whether it is a no-op, and
 checks that refuse it (day order, dimension). Reads only manifests and Parquet footers."""
+
 from __future__ import annotations
 
 import logging
@@ -67,8 +68,15 @@ def base_state(manifest: Manifest | None, day: str) -> BaseState:
     if not kept:
         return BaseState()
     last = kept[-1]
-    return BaseState(last.snapshot, last.next_cluster_id_after, last.n_clusters_after, last.n_faces_after, kept,
-                     last.quantizer, last.preprocess)
+    return BaseState(
+        last.snapshot,
+        last.next_cluster_id_after,
+        last.n_clusters_after,
+        last.n_faces_after,
+        kept,
+        last.quantizer,
+        last.preprocess,
+    )
 
 
 def _check_order(manifest: Manifest | None, day: str, checksum: str, force: bool) -> str | None:
@@ -81,8 +89,10 @@ def _check_order(manifest: Manifest | None, day: str, checksum: str, force: bool
         return f"day {day} is already committed (version {record.version}, {same}); use --force to recompute"
     last = manifest.last_day
     if not force and last is not None and day < last:
-        raise GalleryError(f"day {day} is before the last committed day {last}; use --force to recompute "
-                           f"it from the snapshot before it (later days are then dropped)")
+        raise GalleryError(
+            f"day {day} is before the last committed day {last}; use --force to recompute "
+            f"it from the snapshot before it (later days are then dropped)"
+        )
     return None
 
 
@@ -106,8 +116,20 @@ def plan_day(input_path: str | Path, gallery: str | Path, cfg: Config, day: str 
     skip = _check_order(manifest, day, checksum, force)
     n_shards = manifest.n_shards if manifest else shard_count(cfg, dim or estimate_dim(infos, cfg.ingest))
     partitions = plan_partitions(infos, dim or estimate_dim(infos, cfg.ingest), cfg.ingest)
-    plan = DayPlan(day, Path(gallery), files, infos, dim, partitions, checksum,
-                   manifest, base_state(manifest, day), (manifest.version if manifest else 0) + 1, n_shards, skip)
+    plan = DayPlan(
+        day,
+        Path(gallery),
+        files,
+        infos,
+        dim,
+        partitions,
+        checksum,
+        manifest,
+        base_state(manifest, day),
+        (manifest.version if manifest else 0) + 1,
+        n_shards,
+        skip,
+    )
     if manifest is not None and skip is None:
         plan.dropped_days = sorted(d.day for d in manifest.days if d.day >= day)
     return plan

@@ -4,6 +4,7 @@ A task's dashboard key is ``<name>-<run token>-<suffix>``; the executors refuse 
 is complete by construction and benchmarks read stage membership from it (never from a hand-typed copy).
 Stage names are the ``stage_seconds`` keys of the day's summary.
 """
+
 from __future__ import annotations
 
 __all__ = ["OTHER", "STAGE_TASKS", "TASK_STAGE", "stage_of"]
@@ -17,15 +18,50 @@ STAGE_TASKS: dict[str, tuple[str, ...]] = {
     "assign": ("gallery-index", "assign-probe", "assign-search", "assign-merge", "assign-decide", "assign-skip"),
     "knn-train": ("knn-sample", "knn-train"),
     "knn-build": ("knn-build",),
-    "edges": ("unassigned", "knn-probe", "knn-search", "knn-merge", "neighbours", "knn-table", "annotate",
-              "annotate-merge", "edges", "audit-queries", "audit-search", "audit-merge", "audit-recall"),
-    "components": ("cc-forest", "cc-merge", "cc-roots", "oversize", "part-roots", "cut-inputs", "cut-bucket",
-                   "recut", "vertex-ids", "components"),
+    "edges": (
+        "unassigned",
+        "knn-probe",
+        "knn-search",
+        "knn-merge",
+        "neighbours",
+        "knn-table",
+        "annotate",
+        "annotate-merge",
+        "edges",
+        "audit-queries",
+        "audit-search",
+        "audit-merge",
+        "audit-recall",
+    ),
+    "components": (
+        "cc-forest",
+        "cc-merge",
+        "cc-roots",
+        "oversize",
+        "part-roots",
+        "cut-inputs",
+        "cut-bucket",
+        "recut",
+        "vertex-ids",
+        "components",
+    ),
     "centre-update": ("centre-sums", "new-centres", "sums", "labels", "centre-update"),
     "write": ("write-shard", "write-assignments", "commit"),
-    "consolidate": ("consolidate-load", "consolidate-eligible", "consolidate-quantizer", "consolidate-sample",
-                    "consolidate-train", "consolidate-index", "consolidate-search", "consolidate-merge",
-                    "consolidate-best", "consolidate-take", "moved", "consolidate-absorb", "consolidate-write"),
+    "consolidate": (
+        "consolidate-load",
+        "consolidate-eligible",
+        "consolidate-quantizer",
+        "consolidate-sample",
+        "consolidate-train",
+        "consolidate-index",
+        "consolidate-search",
+        "consolidate-merge",
+        "consolidate-best",
+        "consolidate-take",
+        "moved",
+        "consolidate-absorb",
+        "consolidate-write",
+    ),
 }
 OTHER = "other"  # small gathers between stages: counts and statistics
 STAGE_TASKS[OTHER] = ("count", "component-stats", "shard-stats")

@@ -1,4 +1,5 @@
 """Every query partition against every shard, merged per partition by a tree reduction."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,8 +11,9 @@ from daskcluster.search.topk import merge_topk
 __all__ = ["search_all"]
 
 
-def search_all(ex: Any, name: str, shards: list, queries: list, fn: Callable, k: int, coarse: tuple | None = None,
-               **kw: Any) -> list:
+def search_all(
+    ex: Any, name: str, shards: list, queries: list, fn: Callable, k: int, coarse: tuple | None = None, **kw: Any
+) -> list:
     """Per query partition, the top-``k`` of ``fn(shard, query, k, **kw)`` over every shard.
 
     Each search runs on the worker holding its shard: query partitions travel, shards never do, and only

@@ -1,4 +1,5 @@
 """Which index searches a database: flat (exact) or IVF, from the database size and the config."""
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ Every search of a job (the assignment against the gallery, the step-2 graph, con
 its coarse centroids here. Training runs on a worker from per-source samples chosen by id hash, so the
 centroids do not depend on how the data is partitioned.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,8 +21,9 @@ from daskcluster.search.sampling import merge_samples
 __all__ = ["Quantizer", "quantizer", "train_quantizer"]
 
 
-def train_quantizer(samples: list[tuple[np.ndarray, np.ndarray]], nlist: int, n_max: int, backend: str,
-                    seed: int = 1234) -> np.ndarray:
+def train_quantizer(
+    samples: list[tuple[np.ndarray, np.ndarray]], nlist: int, n_max: int, backend: str, seed: int = 1234
+) -> np.ndarray:
     """Merge per-partition samples (see :func:`~daskcluster.search.sampling.sample_rows`) and train ``nlist``
     IVF centroids."""
     return get_backend(backend).train_quantizer(merge_samples(samples, n_max), nlist, seed)
@@ -41,8 +43,17 @@ class Quantizer:
     nlist: int
 
 
-def quantizer(ex: Any, stage: str, spec: IndexSpec, cfg: SearchConfig, backend: str, sources: list,
-              sample_fn: Callable, stored: dict | None = None, root: Any = None) -> Quantizer:
+def quantizer(
+    ex: Any,
+    stage: str,
+    spec: IndexSpec,
+    cfg: SearchConfig,
+    backend: str,
+    sources: list,
+    sample_fn: Callable,
+    stored: dict | None = None,
+    root: Any = None,
+) -> Quantizer:
     """The quantizer of a search by ``spec``: the ``stored`` one (``{"path", "nlist"}``, relative to ``root``)
     while its list count is what ``spec`` asks for, else trained on a worker from ``sample_fn(source, n)`` of
     every source. Tasks are named ``<stage>-quantizer``, ``<stage>-sample`` and ``<stage>-train``."""

@@ -1,5 +1,6 @@
 """Partition-independent sampling: rows chosen by a fixed hash of their ids, so any partitioning of the same rows
 yields the same sample."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ by the exact inner product: the lists only decide which vectors are candidates. 
 one coarse quantizer, so a query probes the same lists in every shard and the merged result does not depend on
 how the database is split into shards.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,10 +52,12 @@ class IndexShard:
         return int(2 * self.xb.nbytes + self.ids.nbytes + centroids)  # the index holds a copy of the vectors
 
 
-def build_shard(ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np.ndarray | None,
-                backend: str) -> IndexShard:
-    shard = IndexShard(ids=ids, xb=xb, centroids=None if spec.is_flat else centroids, nprobe=spec.nprobe,
-                       backend=backend)
+def build_shard(
+    ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np.ndarray | None, backend: str
+) -> IndexShard:
+    shard = IndexShard(
+        ids=ids, xb=xb, centroids=None if spec.is_flat else centroids, nprobe=spec.nprobe, backend=backend
+    )
     if len(shard):
         _ = shard.index
     return shard
@@ -66,8 +69,9 @@ def probe(xq: np.ndarray, centroids: np.ndarray, nprobe: int, backend: str) -> A
     return get_backend(backend).probe(centroids, xq, nprobe)
 
 
-def search_shard(shard: IndexShard, xq: np.ndarray, k: int, min_sim: float | None = None,
-                 coarse: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def search_shard(
+    shard: IndexShard, xq: np.ndarray, k: int, min_sim: float | None = None, coarse: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` of ``xq`` in one shard (only neighbours >= ``min_sim`` when given): ``(D, I)`` with global
     ids; empty slots are ``(-inf, -1)``. ``coarse`` is the result of :func:`probe` for these queries."""
     nq = len(xq)

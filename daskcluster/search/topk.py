@@ -1,4 +1,5 @@
 """Top-k lists: merging per-shard results and measuring edge recall."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,12 @@ def merge_topk(results: list[tuple[np.ndarray, ...]], k: int) -> tuple[np.ndarra
     return tuple(np.take_along_axis(a, order, axis=1) for a in columns)
 
 
-def edge_recall(approx: tuple[np.ndarray, np.ndarray], exact: tuple[np.ndarray, np.ndarray], threshold: float,
-                self_ids: np.ndarray | None = None) -> tuple[int, int]:
+def edge_recall(
+    approx: tuple[np.ndarray, np.ndarray],
+    exact: tuple[np.ndarray, np.ndarray],
+    threshold: float,
+    self_ids: np.ndarray | None = None,
+) -> tuple[int, int]:
     """How many of the exact top-k edges ``(query, id)`` with similarity >= ``threshold`` the approximate
     top-k also holds, by id: ``(found, total)``. ``self_ids`` (each query's own id) are not edges."""
     D, I = exact

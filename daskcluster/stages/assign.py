@@ -3,6 +3,7 @@
 Decisions are taken against the centres as they were at the start of the day; the centres are then
 updated once, at their owning shard, from per-cluster sums of the faces that joined them.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -18,8 +19,9 @@ from daskcluster.stages.ingest import Part
 ASSIGN_K = 2  # the runner-up is kept for the assignment margin guard
 
 
-def gallery_search_shard(shard: CentreTable, spec: IndexSpec, centroids: np.ndarray | None,
-                         backend: str, max_size: int = 0) -> IndexShard:
+def gallery_search_shard(
+    shard: CentreTable, spec: IndexSpec, centroids: np.ndarray | None, backend: str, max_size: int = 0
+) -> IndexShard:
     """The searchable form of a gallery shard: the centres of its joinable clusters, keyed by cluster id.
     A low-quality singleton is a cluster no face may join, and so is a cluster that has reached
     ``cluster.max_size`` faces (the chaining guard's bound holds across days too: a cluster grows past it
@@ -28,8 +30,9 @@ def gallery_search_shard(shard: CentreTable, spec: IndexSpec, centroids: np.ndar
     return build_shard(shard.cluster_id[ok], shard.centres()[ok], spec, centroids, backend)
 
 
-def search_part(shard: IndexShard, part: Part, k: int, min_sim: float,
-                coarse: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def search_part(
+    shard: IndexShard, part: Part, k: int, min_sim: float, coarse: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``assign-search`` task: top-k gallery clusters at or above ``min_sim`` (the assignment
     threshold: nothing below it can be chosen) of a partition's faces, in one shard."""
     return search_shard(shard, part.x, k, min_sim, coarse)
@@ -50,8 +53,9 @@ def decide(part: Part, best: tuple[np.ndarray, np.ndarray], cfg: AssignConfig, j
     D, I = best
     n = len(part)
     if n == 0:
-        return replace(part, cluster_id=np.empty(0, np.int64), similarity=np.empty(0, np.float32),
-                       ambiguous=np.empty(0, bool))
+        return replace(
+            part, cluster_id=np.empty(0, np.int64), similarity=np.empty(0, np.float32), ambiguous=np.empty(0, bool)
+        )
     sim = D[:, 0].astype(np.float32)
     ok = (I[:, 0] >= 0) & (sim >= cfg.threshold)
     ok &= ~part.low_quality | (sim >= join_low)
@@ -61,8 +65,9 @@ def decide(part: Part, best: tuple[np.ndarray, np.ndarray], cfg: AssignConfig, j
         ambiguous = ok & (second >= cfg.threshold) & (sim - np.maximum(second, -1.0) < cfg.margin)
         ok &= ~ambiguous
     cid = np.where(ok, I[:, 0], -1).astype(np.int64)
-    return replace(part, cluster_id=cid, similarity=np.where(np.isfinite(sim), sim, np.nan).astype(np.float32),
-                   ambiguous=ambiguous)
+    return replace(
+        part, cluster_id=cid, similarity=np.where(np.isfinite(sim), sim, np.nan).astype(np.float32), ambiguous=ambiguous
+    )
 
 
 def unassigned_part(part: Part) -> Part:

@@ -3,6 +3,7 @@
 A cluster's centre is the L2-normalised mean of its members' unit features. The mean itself is stored, so
 that adding members is exact: ``mean' = (mean * count + sum) / (count + n)`` (:func:`add_members`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -14,12 +15,12 @@ import scipy.sparse
 @dataclass
 class CentreTable:
     shard: int
-    cluster_id: np.ndarray   # (n,) int64, ascending
-    count: np.ndarray        # (n,) int64
-    mean: np.ndarray         # (n, d) float32
-    first_day: np.ndarray    # (n,) datetime64[D]
-    last_day: np.ndarray     # (n,) datetime64[D]
-    joinable: np.ndarray     # (n,) bool: False for a low-quality singleton, which no face may join
+    cluster_id: np.ndarray  # (n,) int64, ascending
+    count: np.ndarray  # (n,) int64
+    mean: np.ndarray  # (n, d) float32
+    first_day: np.ndarray  # (n,) datetime64[D]
+    last_day: np.ndarray  # (n,) datetime64[D]
+    joinable: np.ndarray  # (n,) bool: False for a low-quality singleton, which no face may join
 
     def __len__(self) -> int:
         return len(self.cluster_id)
@@ -37,13 +38,26 @@ class CentreTable:
         return pos
 
     def __sizeof__(self) -> int:
-        return int(self.cluster_id.nbytes + self.count.nbytes + self.mean.nbytes + self.first_day.nbytes
-                   + self.last_day.nbytes + self.joinable.nbytes)
+        return int(
+            self.cluster_id.nbytes
+            + self.count.nbytes
+            + self.mean.nbytes
+            + self.first_day.nbytes
+            + self.last_day.nbytes
+            + self.joinable.nbytes
+        )
 
 
 def empty_shard(shard: int, dim: int) -> CentreTable:
-    return CentreTable(shard, np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, dim), np.float32),
-                        np.empty(0, "datetime64[D]"), np.empty(0, "datetime64[D]"), np.empty(0, bool))
+    return CentreTable(
+        shard,
+        np.empty(0, np.int64),
+        np.empty(0, np.int64),
+        np.empty((0, dim), np.float32),
+        np.empty(0, "datetime64[D]"),
+        np.empty(0, "datetime64[D]"),
+        np.empty(0, bool),
+    )
 
 
 @dataclass
@@ -51,8 +65,8 @@ class ClusterSums:
     """Per-cluster sums of unit features and counts, for one shard's clusters."""
 
     cluster_id: np.ndarray  # (m,) int64, unique ascending
-    sums: np.ndarray        # (m, d) float64
-    count: np.ndarray       # (m,) int64
+    sums: np.ndarray  # (m, d) float64
+    count: np.ndarray  # (m,) int64
     joinable: np.ndarray | None = None  # (m,) bool for new clusters (None: all joinable)
 
     def joinable_mask(self) -> np.ndarray:
@@ -74,8 +88,9 @@ def group_sums(cluster_id: np.ndarray, x: np.ndarray, joinable: np.ndarray | Non
 
 
 def _sum_rows(group: np.ndarray, n_groups: int, x: np.ndarray) -> np.ndarray:
-    onehot = scipy.sparse.csr_matrix((np.ones(len(group)), (group, np.arange(len(group)))),
-                                     shape=(n_groups, len(group)))
+    onehot = scipy.sparse.csr_matrix(
+        (np.ones(len(group)), (group, np.arange(len(group)))), shape=(n_groups, len(group))
+    )
     return np.asarray(onehot @ x.astype(np.float64))
 
 
@@ -109,8 +124,11 @@ def update_shard(shard: CentreTable, existing: ClusterSums, new: ClusterSums, da
     today = np.full(len(new.cluster_id), np.datetime64(day, "D"))
     new_mean = new.sums / np.maximum(new.count, 1)[:, None]
     return replace(
-        shard, cluster_id=np.concatenate([shard.cluster_id, new.cluster_id]),
+        shard,
+        cluster_id=np.concatenate([shard.cluster_id, new.cluster_id]),
         count=np.concatenate([count, new.count]),
         mean=np.concatenate([mean, new_mean]).astype(np.float32),
-        first_day=np.concatenate([shard.first_day, today]), last_day=np.concatenate([last, today]),
-        joinable=np.concatenate([shard.joinable, new.joinable_mask()]))
+        first_day=np.concatenate([shard.first_day, today]),
+        last_day=np.concatenate([last, today]),
+        joinable=np.concatenate([shard.joinable, new.joinable_mask()]),
+    )

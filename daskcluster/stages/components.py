@@ -6,6 +6,7 @@ vertices (``components``). Every component, singletons included, becomes a new c
 out from the manifest's counter in ascending order of each component's smallest ``face_id``, so they
 depend neither on the input order nor on the partitioning.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ def _star_forest(src: np.ndarray, dst: np.ndarray, backend: str) -> Forest:
     touched, local = np.unique(np.concatenate([src, dst]), return_inverse=True)
     if len(touched) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    labels = get_backend(backend).connected_components(len(touched), local[:len(src)], local[len(src):])
+    labels = get_backend(backend).connected_components(len(touched), local[: len(src)], local[len(src) :])
     _, first = np.unique(labels, return_index=True)  # touched is ascending: first member = smallest
     root = touched[first][labels]
     keep = touched != root
@@ -57,8 +58,7 @@ def edge_forest(edges: np.ndarray, backend: str) -> Forest:
 
 def merge_forests(forests: list[Forest], backend: str) -> Forest:
     """The ``cc-merge`` task: the star forest of the union of forests (a tree-reduction step)."""
-    return _star_forest(np.concatenate([f[0] for f in forests]), np.concatenate([f[1] for f in forests]),
-                        backend)
+    return _star_forest(np.concatenate([f[0] for f in forests]), np.concatenate([f[1] for f in forests]), backend)
 
 
 def vertex_roots(n: int, forest: Forest) -> np.ndarray:
@@ -73,8 +73,9 @@ def oversize_roots(roots: np.ndarray, max_size: int) -> np.ndarray:
     return np.flatnonzero(np.bincount(roots, minlength=len(roots)) > max_size).astype(np.int64)
 
 
-def label_components(roots: np.ndarray, vertex_ids: list[np.ndarray], next_id: int,
-                     recuts: list[Recut] = ()) -> ComponentResult:
+def label_components(
+    roots: np.ndarray, vertex_ids: list[np.ndarray], next_id: int, recuts: list[Recut] = ()
+) -> ComponentResult:
     """The ``components`` task: new cluster ids, in order of smallest face id, after the chaining guard's
     re-cuts (their pieces replace the oversized components)."""
     root = roots.copy()
@@ -88,10 +89,13 @@ def label_components(roots: np.ndarray, vertex_ids: list[np.ndarray], next_id: i
     rank = np.empty(n_comp, np.int64)
     rank[np.argsort(smallest, kind="stable")] = np.arange(n_comp)
     sizes = np.bincount(labels, minlength=n_comp)
-    cuts = sorted(({**c, "root": int(face_ids[c["root"]])} for rc in recuts for c in rc.cuts),
-                  key=lambda c: (-c["size"], c["root"]))
-    return ComponentResult(next_id + rank[labels], n_comp, int((sizes == 1).sum()),
-                           int(sizes.max()) if n_comp else 0, cuts)
+    cuts = sorted(
+        ({**c, "root": int(face_ids[c["root"]])} for rc in recuts for c in rc.cuts),
+        key=lambda c: (-c["size"], c["root"]),
+    )
+    return ComponentResult(
+        next_id + rank[labels], n_comp, int((sizes == 1).sum()), int(sizes.max()) if n_comp else 0, cuts
+    )
 
 
 def part_slice(array: np.ndarray, start: int, stop: int) -> np.ndarray:

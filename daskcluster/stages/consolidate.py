@@ -35,6 +35,7 @@ manifest is swapped; on any failure what was written is removed and the gallery 
 merge nothing is written. The driver holds futures and the candidate pairs (one row per eligible cluster at
 most), never the centres.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,9 +46,24 @@ import numpy as np
 from daskcluster.search import IndexShard, IndexSpec, build_shard, sample_rows, search_shard
 from daskcluster.stages.centres import CentreTable, add_members
 
-__all__ = ["SIZE_MARGIN", "Candidates", "CentreIndex", "Centres", "Merges", "Moved", "absorb", "best_candidates", "centre_index",
-           "centre_sample", "concat_candidates", "eligible_centres", "mutual_best", "search_centres",
-           "size_aware_threshold", "take_absorbed"]
+__all__ = [
+    "SIZE_MARGIN",
+    "Candidates",
+    "CentreIndex",
+    "Centres",
+    "Merges",
+    "Moved",
+    "absorb",
+    "best_candidates",
+    "centre_index",
+    "centre_sample",
+    "concat_candidates",
+    "eligible_centres",
+    "mutual_best",
+    "search_centres",
+    "size_aware_threshold",
+    "take_absorbed",
+]
 
 SIZE_MARGIN = 0.1  # similarity added to consolidate.threshold for a pair whose smaller cluster has one face
 
@@ -56,8 +72,8 @@ SIZE_MARGIN = 0.1  # similarity added to consolidate.threshold for a pair whose 
 class Centres:
     """One shard's eligible clusters: the queries, and the database, of the centre search."""
 
-    ids: np.ndarray    # (n,) int64, ascending
-    xq: np.ndarray     # (n, d) float32 unit centres
+    ids: np.ndarray  # (n,) int64, ascending
+    xq: np.ndarray  # (n, d) float32 unit centres
     count: np.ndarray  # (n,) int64 faces
 
     def __len__(self) -> int:
@@ -157,8 +173,16 @@ def take_absorbed(table: CentreTable, merges: Merges, n_shards: int) -> list[Mov
     survivor, count = merges.survivor[mine], table.count[pos]
     sums = table.mean[pos].astype(np.float64) * count[:, None]
     to = survivor % n_shards
-    return [Moved(survivor[to == s], count[to == s], sums[to == s], table.first_day[pos][to == s],
-                  table.last_day[pos][to == s]) for s in range(n_shards)]
+    return [
+        Moved(
+            survivor[to == s],
+            count[to == s],
+            sums[to == s],
+            table.first_day[pos][to == s],
+            table.last_day[pos][to == s],
+        )
+        for s in range(n_shards)
+    ]
 
 
 def absorb(table: CentreTable, moved: list[Moved], merges: Merges) -> CentreTable:
@@ -173,9 +197,15 @@ def absorb(table: CentreTable, moved: list[Moved], merges: Merges) -> CentreTabl
     first[pos] = np.minimum(first[pos], np.concatenate([m.first_day for m in moved]))
     last[pos] = np.maximum(last[pos], np.concatenate([m.last_day for m in moved]))
     keep = ~np.isin(table.cluster_id, merges.absorbed)
-    return dataclasses.replace(table, cluster_id=table.cluster_id[keep], count=count[keep],
-                               mean=mean[keep].astype(np.float32), first_day=first[keep], last_day=last[keep],
-                               joinable=table.joinable[keep])
+    return dataclasses.replace(
+        table,
+        cluster_id=table.cluster_id[keep],
+        count=count[keep],
+        mean=mean[keep].astype(np.float32),
+        first_day=first[keep],
+        last_day=last[keep],
+        joinable=table.joinable[keep],
+    )
 
 
 def centre_sample(centres: Centres, n_max: int) -> tuple:
@@ -194,5 +224,4 @@ def mutual_best(c: Candidates) -> Merges:
 
 
 def concat_candidates(cands: list[Candidates]) -> Candidates:
-    return Candidates(*(np.concatenate([getattr(c, f.name) for c in cands])
-                        for f in dataclasses.fields(Candidates)))
+    return Candidates(*(np.concatenate([getattr(c, f.name) for c in cands]) for f in dataclasses.fields(Candidates)))

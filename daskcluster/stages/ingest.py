@@ -1,5 +1,6 @@
 """Ingest stage: per-partition validation and normalisation, and duplicate detection across partitions
 and against the gallery, without gathering the day's ids into one process."""
+
 from __future__ import annotations
 
 import logging
@@ -25,22 +26,30 @@ class Part:
     """
 
     index: int
-    ids: np.ndarray              # (n,) int64 face ids
-    x: np.ndarray                # (n, d) float32, L2-normalised
+    ids: np.ndarray  # (n,) int64 face ids
+    x: np.ndarray  # (n, d) float32, L2-normalised
     meta: pa.Table
     bad: pa.Table | None = None
     cluster_id: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     similarity: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
-    low_q: np.ndarray = field(default_factory=lambda: np.empty(0, bool))       # set by ``prepare``
-    ambiguous: np.ndarray = field(default_factory=lambda: np.empty(0, bool))   # set by ``assign-decide``
+    low_q: np.ndarray = field(default_factory=lambda: np.empty(0, bool))  # set by ``prepare``
+    ambiguous: np.ndarray = field(default_factory=lambda: np.empty(0, bool))  # set by ``assign-decide``
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __sizeof__(self) -> int:
         bad = self.bad.nbytes if self.bad is not None else 0
-        return int(self.ids.nbytes + self.x.nbytes + self.meta.nbytes + bad + self.cluster_id.nbytes
-                   + self.similarity.nbytes + self.low_q.nbytes + self.ambiguous.nbytes)
+        return int(
+            self.ids.nbytes
+            + self.x.nbytes
+            + self.meta.nbytes
+            + bad
+            + self.cluster_id.nbytes
+            + self.similarity.nbytes
+            + self.low_q.nbytes
+            + self.ambiguous.nbytes
+        )
 
     @property
     def low_quality(self) -> np.ndarray:
@@ -60,8 +69,7 @@ class Part:
         return self.cluster_id < 0
 
 
-def _row_reasons(table: pa.Table, feature: str, id_col: str,
-                 dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _row_reasons(table: pa.Table, feature: str, id_col: str, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(reason per row or '', float32 features with bad rows zeroed, raw L2 norms)."""
     n = table.num_rows
     col = table.column(feature).combine_chunks()
@@ -120,8 +128,9 @@ def bucket_ids(part: Part, n_buckets: int) -> list[tuple[np.ndarray, np.ndarray,
     """Split the partition's ids by hash into buckets of ``(ids, partition index, row)``."""
     b = (id_hash(part.ids) % np.uint64(n_buckets)).astype(np.int64)
     rows = np.arange(len(part), dtype=np.int64)
-    return [(part.ids[b == j], np.full(int((b == j).sum()), part.index, np.int64), rows[b == j])
-            for j in range(n_buckets)]
+    return [
+        (part.ids[b == j], np.full(int((b == j).sum()), part.index, np.int64), rows[b == j]) for j in range(n_buckets)
+    ]
 
 
 def bucket_known_ids(ids: np.ndarray, n_buckets: int) -> list[np.ndarray]:
@@ -129,8 +138,9 @@ def bucket_known_ids(ids: np.ndarray, n_buckets: int) -> list[np.ndarray]:
     return [ids[b == j] for j in range(n_buckets)]
 
 
-def find_duplicates(day: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                    known: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, str]]:
+def find_duplicates(
+    day: list[tuple[np.ndarray, np.ndarray, np.ndarray]], known: list[np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """Within one hash bucket: day ids seen in an earlier partition, or already in the gallery.
 
     Returns ``(partition index, row, reason)`` groups; the first occurrence in input order is kept.
@@ -144,8 +154,10 @@ def find_duplicates(day: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     repeat[1:] = ids[1:] == ids[:-1]
     in_gallery = np.isin(ids, np.concatenate(known)) if known else np.zeros(len(ids), bool)
     first_only = repeat & ~in_gallery
-    return [(parts[first_only], rows[first_only], "duplicate face_id within the day"),
-            (parts[in_gallery], rows[in_gallery], "face_id already in the gallery")]
+    return [
+        (parts[first_only], rows[first_only], "duplicate face_id within the day"),
+        (parts[in_gallery], rows[in_gallery], "face_id already in the gallery"),
+    ]
 
 
 def drop_rows(part: Part, groups: list[list[tuple[np.ndarray, np.ndarray, str]]], cfg: IngestConfig) -> Part:
@@ -159,8 +171,9 @@ def drop_rows(part: Part, groups: list[list[tuple[np.ndarray, np.ndarray, str]]]
         return part
     if cfg.on_bad_row == "error":
         row = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{part.meta['_file'][row]}: row {part.meta['_row'][row]}: {reasons[row]} "
-                         "(ingest.on_bad_row=error)")
+        raise InputError(
+            f"{part.meta['_file'][row]}: row {part.meta['_row'][row]}: {reasons[row]} (ingest.on_bad_row=error)"
+        )
     return _move_to_bad(part, bad, reasons, cfg.feature_column)
 
 
@@ -174,8 +187,13 @@ def _move_to_bad(part: Part, bad: np.ndarray, reasons: np.ndarray, feature: str)
     rejected = rejected.append_column("reason", pa.array(reasons[bad].astype(str)))
     bad_tables = [t for t in (part.bad, rejected) if t is not None]
     keep = pa.array(~bad)
-    return replace(part, ids=part.ids[~bad], x=part.x[~bad], meta=part.meta.filter(keep),
-                   bad=pa.concat_tables(bad_tables, promote_options="permissive"))
+    return replace(
+        part,
+        ids=part.ids[~bad],
+        x=part.x[~bad],
+        meta=part.meta.filter(keep),
+        bad=pa.concat_tables(bad_tables, promote_options="permissive"),
+    )
 
 
 def unassigned_view(part: Part) -> Part:
@@ -183,11 +201,18 @@ def unassigned_view(part: Part) -> Part:
     is all step 2 needs: the assigned faces and the metadata never travel to the k-NN shards."""
     mask = part.unassigned
     n = int(mask.sum())
-    return Part(part.index, part.ids[mask], part.x[mask], pa.table({}), None, np.full(n, -1, np.int64),
-                np.full(n, np.nan, np.float32), part.low_quality[mask])
+    return Part(
+        part.index,
+        part.ids[mask],
+        part.x[mask],
+        pa.table({}),
+        None,
+        np.full(n, -1, np.int64),
+        np.full(n, np.nan, np.float32),
+        part.low_quality[mask],
+    )
 
 
 def count_rows(part: Part) -> tuple[int, int]:
     """(valid rows, rejected rows)."""
     return len(part), 0 if part.bad is None else part.bad.num_rows
-

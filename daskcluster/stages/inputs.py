@@ -4,6 +4,7 @@ Schema problems (a missing or mistyped column, a fixed dimension that differs fr
 run with :class:`InputError` naming the file and field. Per-row problems (null, wrong length, NaN/Inf, zero
 norm, duplicate ``face_id``) are quarantined with a reason, or raise when ``ingest.on_bad_row: error``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -104,12 +105,16 @@ def inspect_inputs(files: list[Path], cfg: IngestConfig, dim: int | None) -> tup
         raise InputError(f"input {files[0].parent if len(files) > 1 else files[0]} has no rows")
     for info in infos:
         if dim is not None and info.fixed_dim not in (None, dim):
-            raise InputError(f"{info.path}: field {cfg.feature_column!r} has dimension {info.fixed_dim}, "
-                             f"the gallery's dimension is {dim}")
+            raise InputError(
+                f"{info.path}: field {cfg.feature_column!r} has dimension {info.fixed_dim}, "
+                f"the gallery's dimension is {dim}"
+            )
     fixed = {i.fixed_dim for i in infos if i.fixed_dim is not None and i.num_rows}
     if dim is None and len(fixed) > 1:
-        raise InputError(f"field {cfg.feature_column!r} has mixed dimensions {sorted(fixed)} across files "
-                         f"{[i.path for i in infos if i.fixed_dim in fixed]}")
+        raise InputError(
+            f"field {cfg.feature_column!r} has mixed dimensions {sorted(fixed)} across files "
+            f"{[i.path for i in infos if i.fixed_dim in fixed]}"
+        )
     return infos, dim or (fixed.pop() if fixed else None)
 
 
@@ -118,8 +123,7 @@ def estimate_dim(infos: list[InputFile], cfg: IngestConfig) -> int:
     values = rows = 0
     for info in infos:
         meta = pq.ParquetFile(info.path).metadata
-        col = next(j for j in range(meta.num_columns)
-                   if meta.schema.column(j).path.split(".")[0] == cfg.feature_column)
+        col = next(j for j in range(meta.num_columns) if meta.schema.column(j).path.split(".")[0] == cfg.feature_column)
         for g in range(meta.num_row_groups):
             values += meta.row_group(g).column(col).num_values
             rows += meta.row_group(g).num_rows

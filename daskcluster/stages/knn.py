@@ -4,6 +4,7 @@ every partition is searched against every shard, and edges at or above ``cluster
 Vertices are numbered by position in input order among the unassigned faces (partition offset + row).
 Low-quality faces are vertices too (each becomes a singleton) but are neither indexed nor searched.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +15,9 @@ from daskcluster.search import IndexShard, IndexSpec, build_shard, sample_rows, 
 from daskcluster.stages.ingest import Part
 
 
-def graph_shard(parts: list[Part], offset: int, spec: IndexSpec, centroids: np.ndarray | None,
-                backend: str) -> IndexShard:
+def graph_shard(
+    parts: list[Part], offset: int, spec: IndexSpec, centroids: np.ndarray | None, backend: str
+) -> IndexShard:
     """The ``knn-build`` task: index the unassigned faces of consecutive partitions under their vertex
     numbers (``offset`` is the first partition's)."""
     x = np.concatenate([p.x[p.searchable] for p in parts])
@@ -45,8 +47,9 @@ def queries(part: Part) -> np.ndarray:
     return part.x[part.searchable]
 
 
-def knn_search(shard: IndexShard, part: Part, k: int, min_sim: float,
-               coarse: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def knn_search(
+    shard: IndexShard, part: Part, k: int, min_sim: float, coarse: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``knn-search`` task: top-k neighbours at or above ``min_sim`` of the unassigned faces in one shard
     (callers ask for ``cluster.k + 1``: a face finds itself). Only those can become edges. Rows of
     low-quality faces stay empty."""

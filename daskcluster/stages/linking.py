@@ -19,6 +19,7 @@ a kind of bridge without a trained model, and each is a config option (``cluster
 All functions are pure and work on one partition's neighbour lists or one bucket of oversized components,
 so the pipeline runs them as tasks, on a Dask cluster or in process (:mod:`daskcluster.run.executor`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,8 @@ class Neighbours:
     similarities of each row's neighbours."""
 
     offset: int
-    sim: np.ndarray      # (n, k) float32
-    nbr: np.ndarray      # (n, k) int64
+    sim: np.ndarray  # (n, k) float32
+    nbr: np.ndarray  # (n, k) int64
     density: np.ndarray  # (n,) float32
 
     def __len__(self) -> int:
@@ -87,8 +88,12 @@ def concat(parts: list[Neighbours]) -> Neighbours:
     for a, b in zip(parts[:-1], parts[1:]):
         if b.offset != a.offset + len(a):
             raise ValueError("neighbour lists are not consecutive")
-    return Neighbours(parts[0].offset, np.concatenate([p.sim for p in parts]),
-                      np.concatenate([p.nbr for p in parts]), np.concatenate([p.density for p in parts]))
+    return Neighbours(
+        parts[0].offset,
+        np.concatenate([p.sim for p in parts]),
+        np.concatenate([p.nbr for p in parts]),
+        np.concatenate([p.density for p in parts]),
+    )
 
 
 def needs_annotation(cfg: ClusterConfig) -> bool:
@@ -100,19 +105,24 @@ class Annotation:
     """What each of a partition's neighbours knows, aligned with its ``(n, k)`` lists (zero where the entry
     is empty or the neighbour lives in another table: annotations of all tables add up)."""
 
-    mutual: np.ndarray   # (n, k) bool: the row's vertex is in the neighbour's list
-    shared: np.ndarray   # (n, k) int32: |N+(u) & N+(v)|, N+ counting the vertex itself
-    degree: np.ndarray   # (n, k) int32: |N+(v)|
+    mutual: np.ndarray  # (n, k) bool: the row's vertex is in the neighbour's list
+    shared: np.ndarray  # (n, k) int32: |N+(u) & N+(v)|, N+ counting the vertex itself
+    degree: np.ndarray  # (n, k) int32: |N+(v)|
     density: np.ndarray  # (n, k) float32: the neighbour's density
 
     def __add__(self, other: Annotation) -> Annotation:
-        return Annotation(self.mutual | other.mutual, self.shared + other.shared, self.degree + other.degree,
-                          self.density + other.density)
+        return Annotation(
+            self.mutual | other.mutual,
+            self.shared + other.shared,
+            self.degree + other.degree,
+            self.density + other.density,
+        )
 
 
 def empty_annotation(shape: tuple[int, int]) -> Annotation:
-    return Annotation(np.zeros(shape, bool), np.zeros(shape, np.int32), np.zeros(shape, np.int32),
-                      np.zeros(shape, np.float32))
+    return Annotation(
+        np.zeros(shape, bool), np.zeros(shape, np.int32), np.zeros(shape, np.int32), np.zeros(shape, np.float32)
+    )
 
 
 def annotate(table: Neighbours, part: Neighbours) -> Annotation:
@@ -131,13 +141,13 @@ def annotate(table: Neighbours, part: Neighbours) -> Annotation:
     out.degree[rows, cols] = 1 + (nv >= 0).sum(axis=1)
     out.density[rows, cols] = table.density[v - lo]
     a = np.concatenate([u[:, None], part.nbr[rows]], axis=1)  # N+(u)
-    b = np.concatenate([v[:, None], nv], axis=1)               # N+(v)
+    b = np.concatenate([v[:, None], nv], axis=1)  # N+(v)
     width = a.shape[1]
     step = max(1, _PAIR_BUDGET // (width * width))
     shared = np.empty(len(rows), np.int32)
     for s in range(0, len(rows), step):
-        aa, bb = a[s:s + step], b[s:s + step]
-        shared[s:s + step] = ((aa[:, :, None] == bb[:, None, :]) & (aa[:, :, None] >= 0)).sum(axis=(1, 2))
+        aa, bb = a[s : s + step], b[s : s + step]
+        shared[s : s + step] = ((aa[:, :, None] == bb[:, None, :]) & (aa[:, :, None] >= 0)).sum(axis=(1, 2))
     out.shared[rows, cols] = shared
     return out
 
@@ -180,8 +190,8 @@ class Recut:
     """New roots of the vertices of oversized components, and one report row per component cut."""
 
     vertex: np.ndarray  # (m,) int64
-    root: np.ndarray    # (m,) int64: smallest vertex of the vertex's piece
-    cuts: list[dict]    # {"root", "size", "pieces", "largest_piece", "threshold"}
+    root: np.ndarray  # (m,) int64: smallest vertex of the vertex's piece
+    cuts: list[dict]  # {"root", "size", "pieces", "largest_piece", "threshold"}
 
 
 CutInput = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -189,8 +199,9 @@ CutInput = tuple[np.ndarray, np.ndarray, np.ndarray]
 among them."""
 
 
-def cut_inputs(edges: np.ndarray, roots: np.ndarray, offset: int, oversize: np.ndarray,
-               n_buckets: int) -> list[CutInput]:
+def cut_inputs(
+    edges: np.ndarray, roots: np.ndarray, offset: int, oversize: np.ndarray, n_buckets: int
+) -> list[CutInput]:
     """The ``cut-inputs`` task: a partition's vertices and edges in oversized components, split into buckets
     by component. ``roots`` are the component roots of the partition's own vertices: every edge has one end
     there (the face whose list it came from), and both ends are in the same component."""
@@ -247,6 +258,13 @@ def _cut_report(comp: np.ndarray, root: np.ndarray, frozen_at: np.ndarray) -> li
     out = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         _, piece_sizes = np.unique(root[a:b], return_counts=True)
-        out.append({"root": int(comp[a]), "size": int(b - a), "pieces": len(piece_sizes),
-                    "largest_piece": int(piece_sizes.max()), "threshold": round(float(frozen_at[a:b].max()), 4)})
+        out.append(
+            {
+                "root": int(comp[a]),
+                "size": int(b - a),
+                "pieces": len(piece_sizes),
+                "largest_piece": int(piece_sizes.max()),
+                "threshold": round(float(frozen_at[a:b].max()), 4),
+            }
+        )
     return out

@@ -12,6 +12,7 @@ it). Both are noisy; averaging two noisy signals is steadier than either. Faces 
 low quality: they may join an existing cluster only at ``quality.join_threshold``, never update a centre,
 and never seed or chain a new cluster (they become singletons flagged ``low_quality`` that no face joins).
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -54,8 +55,10 @@ def quality_score(meta: pa.Table, cfg: QualityConfig) -> np.ndarray:
         col = meta.column(cfg.column)
         if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
             files = sorted(set(meta.column("_file").to_pylist())) if "_file" in meta.schema.names else []
-            raise InputError(f"{', '.join(files) or 'input'}: quality column {cfg.column!r} has type {col.type}, "
-                             "expected numbers in [0, 1] (set quality.column to another column or null)")
+            raise InputError(
+                f"{', '.join(files) or 'input'}: quality column {cfg.column!r} has type {col.type}, "
+                "expected numbers in [0, 1] (set quality.column to another column or null)"
+            )
         values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
         signals.append(np.clip(values, 0.0, 1.0))
     if cfg.use_norm and "feature_norm" in meta.schema.names:

@@ -1,4 +1,5 @@
 """GPU backend against the CPU backend (skipped where there is no GPU stack)."""
+
 import numpy as np
 import pytest
 

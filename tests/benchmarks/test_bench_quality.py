@@ -1,5 +1,6 @@
 """benchmarks/quality.py --quick: outputs written, every method row present and in range, and the plain
 pipeline's row equal to the metrics recomputed here from a run of our own."""
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,31 @@ from daskcluster.run.inprocess import DayData, run_days
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_FACES, PROBE_IDS, DAYS, DIM, SEED = 600, 60, 3, 64, 3
-METHODS = ["ours: plain", "ours: +mutual", "ours: +shared", "ours: +density", "ours: +quality", "ours: +max_size",
-           "ours: +margin", "ours: all guards", "ours: configured", "kNN+threshold components",
-           "Infomap (kNN graph)", "DBSCAN (kNN graph)", "HAC (average, cosine)"]
-UNIT_KEYS = ["bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precision", "pairwise_recall",
-             "pairwise_f", "nmi", "r_s"]
+METHODS = [
+    "ours: plain",
+    "ours: +mutual",
+    "ours: +shared",
+    "ours: +density",
+    "ours: +quality",
+    "ours: +max_size",
+    "ours: +margin",
+    "ours: all guards",
+    "ours: configured",
+    "kNN+threshold components",
+    "Infomap (kNN graph)",
+    "DBSCAN (kNN graph)",
+    "HAC (average, cosine)",
+]
+UNIT_KEYS = [
+    "bcubed_precision",
+    "bcubed_recall",
+    "bcubed_f",
+    "pairwise_precision",
+    "pairwise_recall",
+    "pairwise_f",
+    "nmi",
+    "r_s",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +57,28 @@ def run(tmp_path_factory):
     config = tmp / "calibrated.yaml"
     config.write_text("cluster:\n  threshold: 0.65\n  mutual: true\nassign:\n  threshold: 0.65\n")
     out = tmp / "out"
-    cmd = [sys.executable, "-m", "benchmarks.quality", "--quick", "--sizes", "0,2000", "--probe-faces", str(PROBE_FACES),
-           "--probe-identities", str(PROBE_IDS), "--days", str(DAYS), "--dim", str(DIM), "--seed", str(SEED),
-           "--config", str(config), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.quality",
+        "--quick",
+        "--sizes",
+        "0,2000",
+        "--probe-faces",
+        str(PROBE_FACES),
+        "--probe-identities",
+        str(PROBE_IDS),
+        "--days",
+        str(DAYS),
+        "--dim",
+        str(DIM),
+        "--seed",
+        str(SEED),
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
@@ -78,8 +118,11 @@ def test_outputs_and_rows(run):
 def test_plain_row_recomputed(run):
     """Our own run of the probe alone through the engine, with every guard off, scores exactly the row."""
     _, proc = run
-    row = next(json.loads(line) for line in proc.stdout.splitlines()
-               if json.loads(line)["size"] == 0 and json.loads(line)["method"] == "ours: plain")
+    row = next(
+        json.loads(line)
+        for line in proc.stdout.splitlines()
+        if json.loads(line)["size"] == 0 and json.loads(line)["method"] == "ours: plain"
+    )
     spec = SynthSpec(days=DAYS, faces_per_day=PROBE_FACES // DAYS, identities=PROBE_IDS, dim=DIM, seed=SEED)
     arrays = [generate_day_arrays(spec, d) for d in range(DAYS)]
     tree = load_config(ROOT / "configs" / "default.yaml").to_dict()
@@ -124,5 +167,7 @@ def test_distractors_share_nuisance_only_when_asked(bench):
     own = bench.build_dataset(args, 3000)
     probe_x = np.concatenate([d.features for d in shared.days])[shared.probe]
     assert np.array_equal(probe_x, np.concatenate([d.features for d in own.days])[own.probe])
-    assert not np.array_equal(np.concatenate([d.features for d in shared.days])[~shared.probe],
-                              np.concatenate([d.features for d in own.days])[~own.probe])
+    assert not np.array_equal(
+        np.concatenate([d.features for d in shared.days])[~shared.probe],
+        np.concatenate([d.features for d in own.days])[~own.probe],
+    )

@@ -1,4 +1,5 @@
 """benchmarks/scaling --quick: both layouts run and commit, the scaling, projection and memory records."""
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,7 @@ def test_bench_scaling_quick(bench, tmp_path, capsys):
     assert all(r["peak_rss_mb_large"] > 0 and r["peak_rss_mb_small"] > 0 for r in sizes)
 
     # the Markdown tables on stderr
-    for title in ("Measured strong scaling", "Cost model", "Projection", "Peak RSS (MB) per stage",
-                  "two day sizes"):
+    for title in ("Measured strong scaling", "Cost model", "Projection", "Peak RSS (MB) per stage", "two day sizes"):
         assert title in captured.err
     assert "| stage |" in captured.err
 
@@ -85,4 +85,5 @@ def test_bench_scaling_quick(bench, tmp_path, capsys):
     again = bench.main(["--project-from", str(out)])
     capsys.readouterr()
     assert [r for r in again if r["kind"] == "projection"] == [
-        {**r, "load_avg_1m": again[0]["load_avg_1m"]} for r in proj]
+        {**r, "load_avg_1m": again[0]["load_avg_1m"]} for r in proj
+    ]

@@ -1,4 +1,5 @@
 """benchmarks/search.py on a tiny synthetic day: JSON lines, exact is exact, the default rule recalls edges."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,36 @@ def bench():
 def run(bench, tmp_path_factory):
     """One tiny run: 5000 faces, d=64, IVF forced for the default rule (flat_below=0), two shards."""
     out = tmp_path_factory.mktemp("bench") / "bench.jsonl"
-    argv = ["--backend", "cpu", "--n", "5000", "--dim", "64", "--k", "10", "--thresholds", *THRESHOLDS,
-            "--shards", "2", "--seed", "3", "--flat-below", "0", "--nlists", "32", "--nprobes", "4",
-            "--pq-nlist", "32", "--pq-m", "8", "--pq-nprobes", "8", "--out", str(out)]
+    argv = [
+        "--backend",
+        "cpu",
+        "--n",
+        "5000",
+        "--dim",
+        "64",
+        "--k",
+        "10",
+        "--thresholds",
+        *THRESHOLDS,
+        "--shards",
+        "2",
+        "--seed",
+        "3",
+        "--flat-below",
+        "0",
+        "--nlists",
+        "32",
+        "--nprobes",
+        "4",
+        "--pq-nlist",
+        "32",
+        "--pq-m",
+        "8",
+        "--pq-nprobes",
+        "8",
+        "--out",
+        str(out),
+    ]
     return bench, argv, out
 
 

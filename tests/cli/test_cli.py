@@ -1,4 +1,5 @@
 """The CLI as our acceptance checks call it: real subprocesses, each starting its own LocalCluster."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ pytestmark = pytest.mark.distributed
 
 
 def dc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "daskcluster.cli", *map(str, args)], capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "daskcluster.cli", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
     if check and out.returncode != 0:
         raise AssertionError(f"daskcluster {args} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
     return out
@@ -45,12 +47,23 @@ def test_run_export_eval_status(data, tmp_path):
     dc("export", "--gallery", g, "--out", tmp_path / "e.parquet")
     exported = pq.read_table(tmp_path / "e.parquet")
     assert exported.column_names == ["face_id", "cluster_id"] and exported.num_rows == 1600
-    metrics = json.loads(dc("eval", "--gallery", g, "--labels", data / "day=2026-01-01",
-                            data / "day=2026-01-02").stdout)
+    metrics = json.loads(
+        dc("eval", "--gallery", g, "--labels", data / "day=2026-01-01", data / "day=2026-01-02").stdout
+    )
     assert metrics["n"] == 1600 and metrics["bcubed_precision"] > 0.9
-    assert set(metrics) >= {"bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precision",
-                            "pairwise_recall", "pairwise_f", "nmi", "n", "n_clusters", "n_singletons",
-                            "largest_cluster"}
+    assert set(metrics) >= {
+        "bcubed_precision",
+        "bcubed_recall",
+        "bcubed_f",
+        "pairwise_precision",
+        "pairwise_recall",
+        "pairwise_f",
+        "nmi",
+        "n",
+        "n_clusters",
+        "n_singletons",
+        "largest_cluster",
+    }
     status = dc("status", "--gallery", g).stdout
     assert "2026-01-02" in status and "1600" in status
 
@@ -70,8 +83,10 @@ def test_errors_are_clear_and_exit_nonzero(data, tmp_path):
 def exact_runs(data, tmp_path_factory):
     """face_id -> cluster_id after both days in exact mode, per worker count (computed once each)."""
     root, cache = tmp_path_factory.mktemp("workers"), {}
-    modes = {"exact": ("search.exact=true",),
-             "index": ("search.flat_below=100", "gallery.shards=2", "search.nlist=16", "search.nprobe=4")}
+    modes = {
+        "exact": ("search.exact=true",),
+        "index": ("search.flat_below=100", "gallery.shards=2", "search.nlist=16", "search.nprobe=4"),
+    }
 
     def run(mode: str, n: int):
         if (mode, n) not in cache:
@@ -99,9 +114,17 @@ def test_existing_scheduler(data, tmp_path):
 
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster:
-        out = dc("run-day", "--input", data / "day=2026-01-01", "--gallery", tmp_path / "g",
-                 "--scheduler", cluster.scheduler_address)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+    ) as cluster:
+        out = dc(
+            "run-day",
+            "--input",
+            data / "day=2026-01-01",
+            "--gallery",
+            tmp_path / "g",
+            "--scheduler",
+            cluster.scheduler_address,
+        )
     assert "committed" in out.stderr + out.stdout
     assert dc("status", "--gallery", tmp_path / "g").stdout.count("2026-01-01") == 1

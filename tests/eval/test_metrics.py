@@ -179,9 +179,7 @@ def test_all_singletons():
 def test_both_single_cluster_and_both_singletons():
     assert evaluate(["a"] * 4, [1] * 4)["nmi"] == 1.0
     res = evaluate(list(range(5)), list("abcde"))  # both all-singletons: identical partitions
-    assert all(
-        res[k] == 1.0 for k in ("bcubed_f", "pairwise_precision", "pairwise_recall", "pairwise_f", "nmi")
-    )
+    assert all(res[k] == 1.0 for k in ("bcubed_f", "pairwise_precision", "pairwise_recall", "pairwise_f", "nmi"))
 
 
 def test_true_singletons_pred_merged():

@@ -36,9 +36,11 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def _read_days(dirs: list[Path]) -> list[pa.Table]:
     """Each day's files concatenated, cast to the day schema (Parquet renames the list child)."""
+
     def read(d: Path) -> pa.Table:
         parts = [pq.ParquetFile(f).read() for f in sorted(d.glob("*.parquet"))]
         return pa.concat_tables(parts).cast(synth.day_schema(parts[0].schema.field("feature").type.list_size))
+
     return [read(d) for d in dirs]
 
 
@@ -53,7 +55,11 @@ def test_schema_and_dtypes() -> None:
     assert t.schema.field("feature").type.list_size == 32
     assert t.schema.field("feature").type.value_type == pa.float32()
     assert [t.schema.field(c).type for c in ("face_id", "label", "camera_id", "quality")] == [
-        pa.int64(), pa.int64(), pa.int32(), pa.float32()]
+        pa.int64(),
+        pa.int64(),
+        pa.int32(),
+        pa.float32(),
+    ]
     assert t.schema.field("captured_at").type == pa.timestamp("ms")
     assert t.column("feature").null_count == 0
 

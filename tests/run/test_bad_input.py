@@ -1,5 +1,6 @@
 """Bad input: schema problems stop the run naming file and field; row problems are quarantined with a
 reason; either way a failed run leaves the gallery byte-identical."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -87,13 +88,17 @@ def test_row_problems_are_quarantined(client, gallery, tmp_path):
     x[4, 0] = np.inf
     x[5] = 0.0
     rows = [list(map(float, v)) for v in x]
-    rows[6] = rows[6][:-1]                     # wrong dimension in a variable-length list
-    rows[7] = None                             # null feature
+    rows[6] = rows[6][:-1]  # wrong dimension in a variable-length list
+    rows[7] = None  # null feature
     ids = np.arange(1000, 1060)
-    ids[9] = ids[8]                            # duplicate within the day
-    ids[10] = 5                                # already in the gallery
-    p = write_day(tmp_path / "rows.parquet", pa.array(ids, pa.int64()), pa.array(rows, pa.list_(pa.float32())),
-                  camera_id=pa.array(np.arange(60), pa.int32()))
+    ids[9] = ids[8]  # duplicate within the day
+    ids[10] = 5  # already in the gallery
+    p = write_day(
+        tmp_path / "rows.parquet",
+        pa.array(ids, pa.int64()),
+        pa.array(rows, pa.list_(pa.float32())),
+        camera_id=pa.array(np.arange(60), pa.int32()),
+    )
     result = run_day(client, p, gallery, make_config(), day="2026-01-02")
     assert result.status == "committed"
     assert result.summary["quarantined"] == 7 and result.summary["faces_valid"] == 53
@@ -115,8 +120,7 @@ def test_duplicates_across_partitions_keep_first(client, tmp_path):
     ids = pa.array(np.arange(300), pa.int64())
     f1 = write_day(tmp_path / "in" / "a.parquet", ids, _fixed(_features(300, 5)))
     write_day(tmp_path / "in" / "b.parquet", pa.array(np.arange(250, 350), pa.int64()), _fixed(_features(100, 6)))
-    result = run_day(client, tmp_path / "in", tmp_path / "g", make_config("ingest.partition_mb=0.01"),
-                     day="2026-01-01")
+    result = run_day(client, tmp_path / "in", tmp_path / "g", make_config("ingest.partition_mb=0.01"), day="2026-01-01")
     assert f1 and result.summary["quarantined"] == 50 and result.summary["faces_valid"] == 350
     q = pq.read_table(tmp_path / "g" / read_manifest(tmp_path / "g").days[0].quarantine).to_pandas()
     assert set(q["_file"].map(lambda s: s.rsplit("/", 1)[-1])) == {"b.parquet"}
@@ -126,8 +130,9 @@ def test_error_mode_names_file_and_row(client, gallery, tmp_path):
     x = _features(20, 7)
     x[11] = 0.0
     p = write_day(tmp_path / "strict.parquet", pa.array(np.arange(1000, 1020), pa.int64()), _fixed(x))
-    _refused(client, gallery, p, r"strict\.parquet: row 11: feature is all zeros",
-             overrides=("ingest.on_bad_row=error",))
+    _refused(
+        client, gallery, p, r"strict\.parquet: row 11: feature is all zeros", overrides=("ingest.on_bad_row=error",)
+    )
 
 
 def test_mostly_bad_day_is_refused(client, gallery, tmp_path):
@@ -176,4 +181,6 @@ def test_float16_features_and_unnormalised_input(client, tmp_path):
     result = run_day(client, p, tmp_path / "g", make_config(), day="2026-01-01")
     assert result.status == "committed" and result.summary["faces_valid"] == 40
     a = pq.read_table(tmp_path / "g" / read_manifest(tmp_path / "g").days[0].assignments).to_pandas()
-    np.testing.assert_allclose(np.sort(a.feature_norm), np.sort(np.linalg.norm(x.astype(np.float32), axis=1)), rtol=1e-3)
+    np.testing.assert_allclose(
+        np.sort(a.feature_norm), np.sort(np.linalg.norm(x.astype(np.float32), axis=1)), rtol=1e-3
+    )

@@ -1,6 +1,7 @@
 """Cross-day consolidation on a real LocalCluster: a person split across days is merged and exported under one
 id; different people are not; a second run with nothing to merge, and a failed run, leave the gallery
 byte-identical; a forced re-run of the last day after a consolidation starts from the day before."""
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,10 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def _write_day(path, ids: np.ndarray, x: np.ndarray, labels: np.ndarray):
     path.mkdir(parents=True)
     feature = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel(), pa.float32()), DIM)
-    pq.write_table(pa.table({"face_id": pa.array(ids, pa.int64()), "feature": feature,
-                             "label": pa.array(labels, pa.int64())}), path / "part-00000.parquet")
+    pq.write_table(
+        pa.table({"face_id": pa.array(ids, pa.int64()), "feature": feature, "label": pa.array(labels, pa.int64())}),
+        path / "part-00000.parquet",
+    )
     return path
 
 
@@ -77,8 +80,11 @@ def _labelled(gallery, days) -> pd.DataFrame:
 
 def _snapshot(gallery, rel, n_shards):
     shards = [load_shard(gallery / rel, s, DIM) for s in range(n_shards)]
-    return {int(c): (n, m, f, la) for t in shards
-            for c, n, m, f, la in zip(t.cluster_id, t.count, t.mean, t.first_day, t.last_day)}
+    return {
+        int(c): (n, m, f, la)
+        for t in shards
+        for c, n, m, f, la in zip(t.cluster_id, t.count, t.mean, t.first_day, t.last_day)
+    }
 
 
 def test_split_person_is_merged_and_exported_as_one(client, split_person, tmp_path):
@@ -130,21 +136,30 @@ def test_different_people_are_never_merged(client, small_days, tmp_path):
         run_day(client, d, gallery, cfg)
     shutil.copytree(gallery, tmp_path / "capped")
     base = evaluate_gallery(gallery, small_days[:2])
-    result = consolidate_gallery(client, gallery, make_config("search.flat_below=50", "search.nprobe=4",
-                                                              "consolidate.threshold=0.75"), rounds=3)
+    result = consolidate_gallery(
+        client, gallery, make_config("search.flat_below=50", "search.nprobe=4", "consolidate.threshold=0.75"), rounds=3
+    )
     assert result.merges >= 5, result.message
     labels = pd.concat([pq.read_table(d, columns=["face_id", "label"]).to_pandas() for d in small_days[:2]])
-    raw = pd.concat([pq.read_table(f, columns=["face_id", "cluster_id"]).to_pandas()
-                     for d in read_manifest(gallery).days for f in (gallery / d.assignments).glob("*.parquet")])
+    raw = pd.concat(
+        [
+            pq.read_table(f, columns=["face_id", "cluster_id"]).to_pandas()
+            for d in read_manifest(gallery).days
+            for f in (gallery / d.assignments).glob("*.parquet")
+        ]
+    )
     majority = raw.merge(labels, on="face_id").groupby("cluster_id").label.agg(lambda s: s.mode()[0])
     lineage = read_lineage(gallery, read_manifest(gallery)).to_pandas()
     assert (majority.loc[lineage.old_id].to_numpy() == majority.loc[lineage.new_id].to_numpy()).all()
     assert (lineage.new_id < lineage.old_id).all() and lineage.old_id.is_unique
     after = evaluate_gallery(gallery, small_days[:2])
-    assert after["bcubed_recall"] > base["bcubed_recall"] and after["bcubed_precision"] >= base["bcubed_precision"] - 0.01
+    assert (
+        after["bcubed_recall"] > base["bcubed_recall"] and after["bcubed_precision"] >= base["bcubed_precision"] - 0.01
+    )
 
-    capped = consolidate_gallery(client, tmp_path / "capped", make_config("consolidate.threshold=0.7",
-                                                                          "cluster.max_size=40"), rounds=3)
+    capped = consolidate_gallery(
+        client, tmp_path / "capped", make_config("consolidate.threshold=0.7", "cluster.max_size=40"), rounds=3
+    )
     manifest = read_manifest(tmp_path / "capped")
     sizes = _snapshot(tmp_path / "capped", manifest.snapshot, manifest.n_shards)
     added = capped.added.to_pandas()
@@ -198,7 +213,8 @@ def test_forced_rerun_of_last_day_after_consolidation(client, split_person, tmp_
     assert again.equals(unmerged)  # the day was recomputed from the day before, merges and all undone
     second = consolidate_gallery(client, g, make_config(*CFG))
     assert second.version == 5 and second.added.select(["old_id", "new_id"]).equals(
-        first.added.select(["old_id", "new_id"]))
+        first.added.select(["old_id", "new_id"])
+    )
 
 
 def test_cli_consolidate(client, split_person, tmp_path):

@@ -1,5 +1,6 @@
 """Survival of recoverable failures: a worker process dies mid-day, the day still finishes with the same
 result (tasks are pure, lost results are recomputed from their lineage)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -42,8 +43,12 @@ def test_worker_killed_mid_day_gives_same_result(client, small_days, tmp_path, s
     for d in small_days[:2]:
         run_day(client, d, tmp_path / "ok", cfg)
     expected = face_clusters(tmp_path / "ok").to_pandas().sort_values("face_id").reset_index(drop=True)
-    with LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=3, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         run_day(c, small_days[0], tmp_path / "kill", cfg)
         killer = KillAfter(c, stage)
         result = run_day(c, small_days[1], tmp_path / "kill", cfg, progress=killer)
@@ -58,8 +63,12 @@ def test_shards_stay_on_their_workers(small_days, tmp_path):
     from dask.utils import key_split
 
     cfg = make_config(*CFG, "gallery.shards=3")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         for d in small_days[:2]:
             run_day(c, d, tmp_path / "g", cfg)
         logs = c.run(lambda dask_worker: [k for e in dask_worker.transfer_incoming_log for k in e["keys"]])

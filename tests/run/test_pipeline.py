@@ -1,5 +1,6 @@
 """End to end on a real LocalCluster: three labelled days, quality, idempotence, order rules, and exact
 mode against the single-process numpy reference of the two steps."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,15 @@ from ..reference import ReferenceGallery
 pytestmark = pytest.mark.distributed
 
 # the reference system's two steps: every guard off
-EXACT = ("search.exact=true", "assign.threshold=0.5", "cluster.threshold=0.5", "cluster.k=10", "cluster.min_shared=0",
-         "cluster.max_size=0", "quality.floor=0")
+EXACT = (
+    "search.exact=true",
+    "assign.threshold=0.5",
+    "cluster.threshold=0.5",
+    "cluster.k=10",
+    "cluster.min_shared=0",
+    "cluster.max_size=0",
+    "quality.floor=0",
+)
 
 
 def _read_day(day_dir):

@@ -1,6 +1,7 @@
 """The quality guards end to end on a real LocalCluster: the distributed pipeline gives exactly the clusters
 of the single-process engine (which calibration and the benchmark use), low-quality faces are flagged and
 never joined, the chaining guard holds, and the real ORL set clusters well with calibrated thresholds."""
+
 from __future__ import annotations
 
 import json
@@ -22,16 +23,28 @@ from ..conftest import REAL_DATA, make_config
 
 pytestmark = pytest.mark.distributed
 
-GUARDS = ("search.exact=true", "ingest.partition_mb=0.3", "search.shard_mb=0.6", "cluster.threshold=0.55",
-          "assign.threshold=0.6", "cluster.k=8", "quality.floor=0.4", "quality.join_threshold=0.7",
-          "assign.margin=0.03", "cluster.max_size=15", "preprocess.centre=true")
+GUARDS = (
+    "search.exact=true",
+    "ingest.partition_mb=0.3",
+    "search.shard_mb=0.6",
+    "cluster.threshold=0.55",
+    "assign.threshold=0.6",
+    "cluster.k=8",
+    "quality.floor=0.4",
+    "quality.join_threshold=0.7",
+    "assign.margin=0.03",
+    "cluster.max_size=15",
+    "preprocess.centre=true",
+)
 
 
 def _day_data(day_dir) -> tuple[engine.DayData, np.ndarray]:
     t = pa.concat_tables(pq.read_table(f) for f in sorted(day_dir.glob("*.parquet")))
     x = np.stack(t.column("feature").to_numpy(zero_copy_only=False)).astype(np.float32)
-    return (engine.DayData(t.column("face_id").to_numpy(), x, {"quality": t.column("quality").to_numpy()}),
-            t.column("label").to_numpy())
+    return (
+        engine.DayData(t.column("face_id").to_numpy(), x, {"quality": t.column("quality").to_numpy()}),
+        t.column("label").to_numpy(),
+    )
 
 
 @pytest.mark.parametrize("rule", [("cluster.min_shared=0.3", "cluster.mutual=true"), ("cluster.link=density",)])

@@ -41,8 +41,10 @@ def test_sharded_flat_search_equals_single_shard():
     xb, xq = _unit(3000, 32, 0), _unit(50, 32, 1)
     ids = np.arange(3000, dtype=np.int64) + 100
     whole = search_shard(build_shard(ids, xb, IndexSpec(), None, "cpu"), xq, 5)
-    parts = [search_shard(build_shard(ids[s], xb[s], IndexSpec(), None, "cpu"), xq, 5)
-             for s in (slice(0, 1000), slice(1000, 2200), slice(2200, 3000))]
+    parts = [
+        search_shard(build_shard(ids[s], xb[s], IndexSpec(), None, "cpu"), xq, 5)
+        for s in (slice(0, 1000), slice(1000, 2200), slice(2200, 3000))
+    ]
     merged = merge_topk(parts, 5)
     assert np.array_equal(whole[1], merged[1])
     np.testing.assert_allclose(whole[0], merged[0], rtol=1e-6)

@@ -33,7 +33,7 @@ def test_forest_tree_reduction_equals_components_of_all_edges():
     forests = [edge_forest(p, "cpu") for p in parts]
     assert all(len(f[0]) < n for f in forests)  # a forest never has more rows than vertices
     while len(forests) > 1:  # fan-in 3 rounds, as the pipeline's tree reduction
-        forests = [merge_forests(forests[i:i + 3], "cpu") for i in range(0, len(forests), 3)]
+        forests = [merge_forests(forests[i : i + 3], "cpu") for i in range(0, len(forests), 3)]
     got = label_components(vertex_roots(n, forests[0]), [np.arange(n)], 0).cluster_id
     e = np.concatenate(parts)
     g = scipy.sparse.coo_matrix((np.ones(len(e)), (e["src"], e["dst"])), shape=(n, n))
@@ -52,12 +52,19 @@ def test_edges_threshold_and_self_loops():
 def test_shard_update_is_exact_mean():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((10, 4))
-    shard = update_shard(empty_shard(0, 4), ClusterSums(np.empty(0, np.int64), np.empty((0, 4)), np.empty(0, np.int64)),
-                         group_sums(np.array([0] * 6 + [2] * 4), x), "2026-01-01")
+    shard = update_shard(
+        empty_shard(0, 4),
+        ClusterSums(np.empty(0, np.int64), np.empty((0, 4)), np.empty(0, np.int64)),
+        group_sums(np.array([0] * 6 + [2] * 4), x),
+        "2026-01-01",
+    )
     more = rng.standard_normal((3, 4))
-    shard = update_shard(shard, reduce_sums([group_sums(np.array([2, 2]), more[:2]),
-                                             group_sums(np.array([2]), more[2:])], 4),
-                         ClusterSums(np.empty(0, np.int64), np.empty((0, 4)), np.empty(0, np.int64)), "2026-01-02")
+    shard = update_shard(
+        shard,
+        reduce_sums([group_sums(np.array([2, 2]), more[:2]), group_sums(np.array([2]), more[2:])], 4),
+        ClusterSums(np.empty(0, np.int64), np.empty((0, 4)), np.empty(0, np.int64)),
+        "2026-01-02",
+    )
     np.testing.assert_allclose(shard.mean[1], np.concatenate([x[6:], more]).mean(axis=0), rtol=1e-6)
     assert shard.count.tolist() == [6, 7] and str(shard.last_day[1]) == "2026-01-02"
 

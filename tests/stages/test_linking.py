@@ -1,4 +1,5 @@
 """Unit tests of step 2's linking rules, the chaining guard, the assignment guard and quality gating."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -63,8 +64,9 @@ def test_mutual_and_shared_rules_remove_the_bridge_only():
     assert ann2.shared[4, list(nb2.nbr[4]).index(5)] == 2  # 4 and 5 themselves
     # two faces that only know each other share their whole neighbourhood
     pair = _nb({0: [(1, 0.7)], 1: [(0, 0.7)]}, k=3)
-    assert _pairs(linking.link(pair, linking.annotate(pair, pair), ClusterConfig(threshold=0.6, min_shared=1.0))) \
-        == [(0, 1)]
+    assert _pairs(linking.link(pair, linking.annotate(pair, pair), ClusterConfig(threshold=0.6, min_shared=1.0))) == [
+        (0, 1)
+    ]
 
 
 def test_density_links_keep_a_sparse_face_from_bridging_two_identities():
@@ -159,8 +161,9 @@ def test_assignment_margin_and_low_quality_join_threshold():
 
 
 def test_quality_combines_column_and_norm():
-    meta = pa.table({"quality": pa.array([0.2, None, 1.5, 0.8]),
-                     "feature_norm": pa.array([30.0, 5.0, 10.0, 20.0], pa.float32())})
+    meta = pa.table(
+        {"quality": pa.array([0.2, None, 1.5, 0.8]), "feature_norm": pa.array([30.0, 5.0, 10.0, 20.0], pa.float32())}
+    )
     cfg = QualityConfig(use_norm=True, norm_range=(0.0, 20.0), floor=0.5)
     score = prepare.quality_score(meta, cfg)
     assert score.tolist() == pytest.approx([0.6, 0.25, 0.75, 0.9])
@@ -178,8 +181,10 @@ def test_centring_removes_a_shared_offset():
     rng = np.random.default_rng(2)
     offset = rng.standard_normal(32) * 3
     a, b = rng.standard_normal(32), rng.standard_normal(32)
-    x = np.stack([offset + a + 0.1 * rng.standard_normal(32) for _ in range(20)]
-                 + [offset + b + 0.1 * rng.standard_normal(32) for _ in range(20)]).astype(np.float32)
+    x = np.stack(
+        [offset + a + 0.1 * rng.standard_normal(32) for _ in range(20)]
+        + [offset + b + 0.1 * rng.standard_normal(32) for _ in range(20)]
+    ).astype(np.float32)
     part = engine.to_part(engine.DayData(np.arange(40), x))
     raw_cross = float(part.x[0] @ part.x[20])
     mean = prepare.mean_feature([prepare.unit_sum(part)])
