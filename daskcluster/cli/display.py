@@ -7,18 +7,11 @@ import dataclasses
 from rich.console import Console
 from rich.table import Table
 
+from daskcluster.eval.metrics import SCORES
 from daskcluster.run.day import DayCounts
 from daskcluster.run.pipeline import DayResult
 
-QUALITY_KEYS = (
-    "bcubed_precision",
-    "bcubed_recall",
-    "bcubed_f",
-    "pairwise_precision",
-    "pairwise_recall",
-    "pairwise_f",
-    "nmi",
-)
+QUALITY_KEYS = SCORES
 
 
 def _fmt(value: object) -> str:
@@ -70,15 +63,7 @@ def print_status(console: Console, status: dict) -> None:
     console.print(table)
 
 
-CALIBRATION_KEYS = (
-    "bcubed_precision",
-    "bcubed_recall",
-    "bcubed_f",
-    "pairwise_precision",
-    "pairwise_f",
-    "n_clusters",
-    "largest_cluster",
-)
+CALIBRATION_KEYS = (*SCORES[:4], "pairwise_f", "n_clusters", "largest_cluster")
 
 
 CALIBRATION_COLUMNS = ["stage", "centre", "floor", "rule", "threshold", "assign", "margin", "max_size"]

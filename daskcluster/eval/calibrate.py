@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from daskcluster.config import Config, validate_config
-from daskcluster.eval.metrics import evaluate
+from daskcluster.eval.metrics import SCORES, evaluate
 from daskcluster.run import inprocess
 from daskcluster.search import id_hash
 from daskcluster.stages import prepare
@@ -176,19 +176,7 @@ def _config(base: Config, over: dict[str, dict[str, Any]]) -> Config:
 def _score(probe: Probe, labels: np.ndarray) -> dict[str, float]:
     scored = probe.labels >= 0
     m = evaluate(probe.labels[scored], labels[scored])
-    return {
-        k: m[k]
-        for k in (
-            "bcubed_precision",
-            "bcubed_recall",
-            "bcubed_f",
-            "pairwise_precision",
-            "pairwise_recall",
-            "pairwise_f",
-            "n_clusters",
-            "largest_cluster",
-        )
-    }
+    return {k: m[k] for k in (*SCORES[:6], "n_clusters", "largest_cluster")}
 
 
 def _has_quality(probe: Probe, base: Config) -> bool:

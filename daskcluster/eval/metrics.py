@@ -34,7 +34,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["bcubed", "cluster_stats", "contingency", "evaluate", "nmi", "pairwise"]
+__all__ = ["SCORES", "bcubed", "cluster_stats", "contingency", "evaluate", "nmi", "pairwise"]
+
+# the scores of :func:`evaluate` (its other keys are counts)
+SCORES = ("bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precision", "pairwise_recall", "pairwise_f", "nmi")
 
 _ArrayLikeTypes = (np.ndarray, pd.Series, pd.Index, pd.api.extensions.ExtensionArray)
 
