@@ -1,1 +1,1 @@
-"""eval"""
+"""Evaluation: clustering metrics, day reports, the synthetic data generator, the demo data, calibration."""
