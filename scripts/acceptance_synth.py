@@ -14,7 +14,7 @@ import numpy as np
 
 from daskcluster.config import Config
 from daskcluster.eval.calibrate import Probe, calibrate
-from daskcluster.eval.metrics import evaluate
+from daskcluster.eval.metrics import SCORES, evaluate
 from daskcluster.eval.synth import SynthSpec, generate_day_arrays
 from daskcluster.run import inprocess as engine
 
@@ -38,23 +38,9 @@ def main() -> None:
     truth = np.concatenate([d.label for d in days])
     m = evaluate(truth, labels)
     true_largest = int(np.unique(truth, return_counts=True)[1].max())
-    print(
-        json.dumps(
-            {
-                k: m[k]
-                for k in (
-                    "bcubed_precision",
-                    "bcubed_recall",
-                    "bcubed_f",
-                    "pairwise_precision",
-                    "pairwise_recall",
-                    "pairwise_f",
-                    "largest_cluster",
-                )
-            }
-            | {"max_size": cal.config.cluster.max_size, "largest_true_identity": true_largest}
-        )
-    )
+    scores = {k: m[k] for k in (*SCORES[:6], "largest_cluster")}
+    extra = {"max_size": cal.config.cluster.max_size, "largest_true_identity": true_largest}
+    print(json.dumps(scores | extra))
 
 
 if __name__ == "__main__":
