@@ -118,6 +118,15 @@ class GalleryConfig(_Section):
     shards: int = Field(0, ge=0, description="gallery shards, fixed at the first day; 0 = from the budget below")
     max_clusters: int = Field(1_000_000, ge=1, description="clusters the gallery is sized for")
     shard_mb: float = Field(256.0, gt=0, description="cluster means (float32) per shard at max_clusters")
+    keep_versions: int = Field(
+        7, ge=0, description="states kept by vacuum after each day (0: keep all); a re-run reaches keep-1 days back"
+    )
+    compact_fraction: float = Field(
+        0.25, gt=0, description="compact (fold the deltas into a new base) once their rows exceed this x the base"
+    )
+    quality_max_faces: int = Field(
+        1_000_000, ge=0, description="the summary scores the whole gallery (reads every assignment) up to this size"
+    )
 
 
 class DaskConfig(_Section):

@@ -20,8 +20,10 @@ class Backend(Protocol):
         """Spherical k-means on ``sample`` (n, d); returns ``nlist`` unit centroids (nlist, d) float32."""
         ...
 
-    def build_index(self, xb: np.ndarray, centroids: np.ndarray | None) -> Any:
-        """An inner-product index over ``xb``: flat when ``centroids`` is None, else IVF with those lists."""
+    def build_index(self, xb: np.ndarray, centroids: np.ndarray | None, lists: np.ndarray | None = None) -> Any:
+        """An inner-product index over ``xb``: flat when ``centroids`` is None, else IVF with those lists.
+        ``lists``: each row's list among ``centroids`` when already known (a gallery stores them), so the
+        rows need no quantization."""
         ...
 
     def probe(self, centroids: np.ndarray, xq: np.ndarray, nprobe: int) -> Any:

@@ -39,11 +39,11 @@ class CpuBackend:
         kmeans.train(sample)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
-    def build_index(self, xb: np.ndarray, centroids: np.ndarray | None) -> Any:
+    def build_index(self, xb: np.ndarray, centroids: np.ndarray | None, lists: np.ndarray | None = None) -> Any:
         """Flat: a faiss ``IndexFlatIP`` (BLAS). IVF: a :class:`~daskcluster.ivf.BlockedIVF`."""
         xb = np.ascontiguousarray(xb, dtype=np.float32)
         if centroids is not None:
-            return ivf.build(xb, centroids)
+            return ivf.build(xb, centroids, lists)
         index = faiss.IndexFlatIP(xb.shape[1])
         index.add(xb)
         return index

@@ -36,8 +36,9 @@ class GpuBackend(CpuBackend):
     name = "gpu"
     kmeans_on_gpu = True
 
-    def build_index(self, xb: np.ndarray, centroids: np.ndarray | None) -> Any:
-        """A faiss GPU index: flat, or IVF-Flat over the shared ``centroids``."""
+    def build_index(self, xb: np.ndarray, centroids: np.ndarray | None, lists: np.ndarray | None = None) -> Any:
+        """A faiss GPU index: flat, or IVF-Flat over the shared ``centroids`` (faiss-gpu lists the rows on the
+        device: ``lists`` is not needed)."""
         import faiss
 
         xb = np.ascontiguousarray(xb, dtype=np.float32)

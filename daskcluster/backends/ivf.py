@@ -30,13 +30,23 @@ class BlockedIVF:
         return len(self.offsets) - 1
 
 
-def build(xb: np.ndarray, centroids: np.ndarray) -> BlockedIVF:
+def build(xb: np.ndarray, centroids: np.ndarray, lists: np.ndarray | None = None) -> BlockedIVF:
+    """The index of ``xb`` over ``centroids``; ``lists`` (each row's nearest centroid, when stored) skips the
+    quantization of the rows."""
     quantizer = faiss.IndexFlatIP(xb.shape[1])
     quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    _, assign = quantizer.search(xb, 1)
-    order = np.argsort(assign[:, 0], kind="stable")
-    offsets = np.searchsorted(assign[order, 0], np.arange(len(centroids) + 1))
+    if lists is None:
+        lists = nearest_list(quantizer, xb)
+    order = np.argsort(lists, kind="stable")
+    offsets = np.searchsorted(lists[order], np.arange(len(centroids) + 1))
     return BlockedIVF(quantizer, np.ascontiguousarray(xb[order]), order.astype(np.int64), offsets)
+
+
+def nearest_list(quantizer: faiss.IndexFlatIP, xb: np.ndarray) -> np.ndarray:
+    """Each row's list: its nearest centroid by inner product, (n,) int64."""
+    if len(xb) == 0:
+        return np.empty(0, np.int64)
+    return quantizer.search(np.ascontiguousarray(xb, dtype=np.float32), 1)[1][:, 0].astype(np.int64)
 
 
 def _block_topk(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -236,6 +236,69 @@ def retrain(gallery, config_file, overrides) -> None:
 @SET_OPTION
 @WORKERS_OPTION
 @SCHEDULER_OPTION
+def compact(gallery, config_file, overrides, workers, scheduler) -> None:
+    """Fold the gallery's deltas into a new base, committed as a new version (run-day also does it by the
+    gallery.compact_fraction rule)."""
+    from daskcluster.run.compact import compact_gallery
+
+    try:
+        cfg = load_config(config_file, overrides)
+        with _cluster(cfg, scheduler, workers) as (client, progress):
+            result = compact_gallery(client, gallery, cfg, progress)
+    except (ConfigError, GalleryError) as exc:
+        _fail(exc)
+    console.print(
+        f"{result['deltas_folded']} deltas folded into {result['snapshot']} ({result['clusters']} clusters), "
+        f"committed as version {result['version']}"
+    )
+
+
+@main.command()
+@GALLERY_OPTION
+@CONFIG_OPTION
+@SET_OPTION
+@click.option("--keep", type=click.IntRange(min=1), help="States to keep (default: gallery.keep_versions).")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def vacuum(gallery, config_file, overrides, keep, dry_run) -> None:
+    """Delete what no retained gallery state points to: old bases and deltas, quantizers, lineage, id-index
+    runs, and the outputs of versions no longer committed."""
+    from daskcluster.cli.display import _bytes
+    from daskcluster.gallery.manifest import read_manifest
+    from daskcluster.gallery.retention import vacuum as run_vacuum
+
+    try:
+        cfg = load_config(config_file, overrides)
+        manifest = read_manifest(gallery)
+        if manifest is None:
+            raise GalleryError(f"{gallery} is not a gallery (no manifest.json)")
+        result = run_vacuum(gallery, manifest, keep or cfg.gallery.keep_versions, dry_run)
+    except (ConfigError, GalleryError) as exc:
+        _fail(exc)
+    for rel in result.removed:
+        console.print(("would remove " if dry_run else "removed ") + rel)
+    verb, kept = ("would free" if dry_run else "freed"), ", ".join(result.kept_days)
+    console.print(f"{len(result.removed)} entries, {verb} {_bytes(result.bytes_freed)}; kept the states after {kept}")
+
+
+@main.command("rebuild-ids")
+@GALLERY_OPTION
+def rebuild_ids(gallery) -> None:
+    """Rebuild the face-id index (duplicate check) from the committed assignments, as a new version."""
+    from daskcluster.run.maintenance import rebuild_id_index
+
+    try:
+        result = rebuild_id_index(gallery)
+    except GalleryError as exc:
+        _fail(exc)
+    console.print(f"face-id index of {result['ids']} ids rebuilt, committed as version {result['version']}")
+
+
+@main.command()
+@GALLERY_OPTION
+@CONFIG_OPTION
+@SET_OPTION
+@WORKERS_OPTION
+@SCHEDULER_OPTION
 @click.option(
     "--rounds",
     default=1,

@@ -44,8 +44,15 @@ def print_summary(console: Console, result: DayResult) -> None:
     _cut_rows(table, s.get("cut_components", []))
     for reason, n in s.get("quarantine_reasons", {}).items():
         table.add_row(f"  quarantined: {reason}", str(n))
+    tasks = s.get("stage_tasks", {})
     for stage, seconds in s.get("stage_seconds", {}).items():
-        table.add_row(f"time {stage}", f"{seconds:.2f} s")
+        table.add_row(f"time {stage}", f"{seconds:.2f} s" + (f"  ({tasks[stage]} tasks)" if stage in tasks else ""))
+    table.add_row("tasks", str(sum(tasks.values())))
+    for key in ("bytes_read", "bytes_written"):
+        if key in s:
+            table.add_row(key.replace("_", " "), _bytes(s[key]))
+    for what, done in s.get("maintenance", {}).items():
+        table.add_row(what, "  ".join(f"{k}={_fmt(v)}" for k, v in done.items()))
     for scope in ("quality_day", "quality_gallery"):
         if s.get(scope):
             table.add_row(scope.replace("_", " "), "  ".join(f"{k}={s[scope][k]:.4f}" for k in QUALITY_KEYS))
@@ -59,8 +66,33 @@ def print_status(console: Console, status: dict) -> None:
     table.add_row("cluster sizes", "  ".join(f"{k}: {v}" for k, v in status["size_histogram"].items()))
     if status.get("lineage_rows"):
         table.add_row("merged by consolidation", f"{status['lineage_rows']} clusters (lineage rows)")
-    table.add_row("days", ", ".join(f"{d['day']} ({d['faces']} faces)" for d in status["days"]) or "none")
+    table.add_row(
+        "centre tables", f"base of {status['base_rows']} rows + {status['deltas']} deltas ({status['delta_rows']} rows)"
+    )
+    for kind, n in status["bytes_on_disk"].items():
+        table.add_row(f"on disk: {kind}", _bytes(n))
     console.print(table)
+    days = Table(title="days")
+    for col in ("day", "version", "faces", "quarantined", "read", "written", "tasks", "seconds", "state"):
+        days.add_column(col, justify="left" if col in ("day", "state") else "right")
+    for d in status["days"]:
+        seconds = "" if d["seconds"] is None else f"{d['seconds']:.1f}"
+        state = "kept" if d["retained"] else "vacuumed"
+        days.add_row(
+            d["day"], str(d["version"]), str(d["faces"]), str(d["quarantined"]), _bytes(d["bytes_read"]),
+            _bytes(d["bytes_written"]), str(d["tasks"] or ""), seconds, state,
+        )  # fmt: skip
+    console.print(days)
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
 
 
 CALIBRATION_KEYS = (*SCORES[:4], "pairwise_f", "n_clusters", "largest_cluster")

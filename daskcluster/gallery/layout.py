@@ -2,7 +2,9 @@
 
 ```
 manifest.json                                the commit point (see manifest.py)
-snapshots/v<version>/shard-<s>.parquet       the clusters one shard owns (cluster_id % shards == s)
+snapshots/v<version>/shard-<s>.parquet       a base: every cluster one shard owns (cluster_id % shards == s)
+deltas/v<version>/shard-<s>.parquet          a delta: the rows of one shard's clusters that version changed
+ids/v<version>-L<level>/bucket-<b>.parquet   a run of the face-id index (+ .bloom.npy), see gallery/ids.py
 assignments/day=<day>/v<version>/*.parquet   one row per face of the day: its cluster and how it was decided
 quarantine/day=<day>/v<version>/*.parquet    rejected rows, whole, with a reason
 reports/day=<day>/v<version>/                summary.json, config.yaml, dask-report.html
@@ -61,6 +63,8 @@ class DayOutputs:
     """Gallery-relative paths a day's run writes (all new: named by the version it commits)."""
 
     snapshot: str
+    deltas: str
+    ids: str
     assignments: str
     quarantine: str
     report: str
@@ -68,12 +72,17 @@ class DayOutputs:
     preprocess: str
 
     def paths(self) -> list[str]:
-        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+        """Everything the run may write, face-id index runs of every level included (LSM merges on the day
+        write ``-L1``, ``-L2``, ...)."""
+        level0 = self.ids.removesuffix("-L0")
+        return [getattr(self, f.name) for f in dataclasses.fields(self)] + [f"{level0}-L{n}" for n in range(1, 16)]
 
 
 def day_outputs(version: int, day: str) -> DayOutputs:
     return DayOutputs(
         snapshot=version_dir("snapshots", version),
+        deltas=version_dir("deltas", version),
+        ids=f"ids/v{version:06d}-L0",
         assignments=version_dir("assignments", version, day),
         quarantine=version_dir("quarantine", version, day),
         report=version_dir("reports", version, day),

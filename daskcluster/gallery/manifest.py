@@ -35,7 +35,8 @@ from daskcluster.gallery.layout import MANIFEST, version_dir  # noqa: F401  (ver
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: snapshots are a base plus deltas, with list ids and a face-id index
+READABLE_FORMATS = (1, 2)  # a format-1 gallery is a base without deltas, lists or id index
 
 
 class GalleryError(RuntimeError):
@@ -68,6 +69,16 @@ class DayRecord:
     lineage: str | None = None
     consolidated: list[dict] = field(default_factory=list)
     preprocess: dict | None = None  # {"centre": path of the mean unit feature} fixed by the first day
+    # The centre tables are ``snapshot`` (a base) with ``deltas`` applied in order; ``lists`` is the quantizer
+    # path the stored IVF list ids refer to (None: unlisted); the row counts drive the compaction rule.
+    deltas: list[str] = field(default_factory=list)
+    lists: str | None = None
+    base_rows: int = 0
+    delta_rows: int = 0
+    id_index: dict | None = None  # the face-id index after this day (gallery.ids): {"buckets", "runs"}
+    stats: dict = field(default_factory=dict)  # bytes read and written, tasks and seconds per stage
+    compactions: list[dict] = field(default_factory=list)  # compactions of this day's state (what they replaced)
+    vacuumed: bool = False  # the state after this day was removed by vacuum (a re-run cannot start from it)
 
 
 @dataclass
@@ -83,6 +94,11 @@ class Manifest:
     quantizer: dict | None = None
     preprocess: dict | None = None
     lineage: str | None = None  # written by the last consolidation; readers use lineage.lineage_in_force
+    deltas: list[str] = field(default_factory=list)
+    lists: str | None = None
+    base_rows: int = 0
+    delta_rows: int = 0
+    id_index: dict | None = None
     format: int = FORMAT_VERSION
 
     def day(self, day: str) -> DayRecord | None:
@@ -103,8 +119,8 @@ def read_manifest(gallery: str | Path) -> Manifest | None:
         manifest = Manifest(**raw, days=days)
     except (ValueError, TypeError, KeyError) as exc:
         raise GalleryError(f"{path}: unreadable manifest ({exc})") from exc
-    if manifest.format != FORMAT_VERSION:
-        raise GalleryError(f"{path}: format {manifest.format} is not supported (expected {FORMAT_VERSION})")
+    if manifest.format not in READABLE_FORMATS:
+        raise GalleryError(f"{path}: format {manifest.format} is not supported (expected one of {READABLE_FORMATS})")
     return manifest
 
 
@@ -133,8 +149,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_manifest(gallery: str | Path, manifest: Manifest) -> None:
-    """Commit: atomically replace ``manifest.json``."""
-    data = json.dumps(asdict(manifest), indent=1, sort_keys=True).encode()
+    """Commit: atomically replace ``manifest.json`` (in the current format)."""
+    data = json.dumps(asdict(manifest) | {"format": FORMAT_VERSION}, indent=1, sort_keys=True).encode()
     atomic_write_bytes(Path(gallery) / MANIFEST, data)
 
 

@@ -18,6 +18,8 @@ from daskcluster.gallery.manifest import (
     read_manifest,
     write_parquet_atomic,
 )
+from daskcluster.gallery.retention import bytes_by_kind
+from daskcluster.gallery.tables import SnapshotRef, shard_rows
 from daskcluster.stages.inputs import InputError, discover_inputs
 
 
@@ -69,15 +71,29 @@ def evaluate_gallery(gallery: str | Path, label_paths: list[str | Path]) -> dict
     return result
 
 
+def _day_history(d) -> dict:
+    """One day's line of the status: its faces and the figures of its run."""
+    st = d.stats or {}
+    return {
+        "day": d.day,
+        "faces": d.n_faces,
+        "quarantined": d.n_quarantined,
+        "version": d.version,
+        "bytes_read": st.get("bytes_read"),
+        "bytes_written": st.get("bytes_written"),
+        "tasks": sum(st.get("stage_tasks", {}).values()) or None,
+        "seconds": st.get("stage_seconds", {}).get("total"),
+        "stage_tasks": st.get("stage_tasks", {}),
+        "stage_seconds": st.get("stage_seconds", {}),
+        "retained": not d.vacuumed,
+    }
+
+
 def gallery_status(gallery: str | Path) -> dict:
     manifest = _manifest(gallery)
+    snapshot = SnapshotRef.of(gallery, manifest)
     counts = (
-        np.concatenate(
-            [
-                pq.read_table(f, columns=["count"])[0].to_numpy()
-                for f in sorted((Path(gallery) / manifest.snapshot).glob("shard-*.parquet"))
-            ]
-        )
+        np.concatenate([shard_rows(snapshot, s).column("count").to_numpy() for s in range(manifest.n_shards)])
         if manifest.snapshot
         else np.empty(0, np.int64)
     )
@@ -92,10 +108,11 @@ def gallery_status(gallery: str | Path) -> dict:
         "version": manifest.version,
         "dim": manifest.dim,
         "shards": manifest.n_shards,
-        "days": [
-            {"day": d.day, "faces": d.n_faces, "quarantined": d.n_quarantined, "version": d.version}
-            for d in manifest.days
-        ],
+        "days": [_day_history(d) for d in sorted(manifest.days, key=lambda r: r.day)],
+        "deltas": len(manifest.deltas),
+        "delta_rows": manifest.delta_rows,
+        "base_rows": manifest.base_rows,
+        "bytes_on_disk": bytes_by_kind(gallery),
         "clusters": manifest.n_clusters,
         "faces": manifest.n_faces,
         "largest_cluster": int(counts.max()) if len(counts) else 0,

@@ -30,7 +30,7 @@ from daskcluster.gallery.manifest import (
     remove_uncommitted,
     write_manifest,
 )
-from daskcluster.gallery.tables import load_shard, write_shard
+from daskcluster.gallery.tables import SnapshotRef, load_shard, write_shard
 from daskcluster.run.executor import Progress, as_executor
 from daskcluster.search import choose_index, quantizer
 from daskcluster.search.fanout import search_all
@@ -137,7 +137,7 @@ def _apply(job: _Job, tables: list, merges: Merges) -> list:
 def _merge_rounds(job: _Job, rounds: int) -> tuple[list, list[Merges], int]:
     """Up to ``rounds`` rounds of merges; returns the shard tables, each round's merges and the rounds run."""
     manifest = job.manifest
-    snapshot = str(job.gallery / manifest.snapshot)
+    snapshot = SnapshotRef.of(job.gallery, manifest)
     tables = job.ex.wait(
         "consolidate-load",
         job.ex.spread("consolidate-load", load_shard, [(snapshot, s, manifest.dim) for s in range(manifest.n_shards)]),
@@ -175,21 +175,24 @@ def _next_manifest(job: _Job, snapshot: str, lineage: str, n_clusters: int, note
     note = {
         "version": job.version,
         "snapshot_before": last.snapshot,
+        "deltas_before": list(last.deltas),
         "n_clusters_before": last.n_clusters_after,
         "lineage_before": lineage_in_force(manifest),
         **note,
         "committed_at": now_utc(),
     }
+    # a whole new base, unlisted (survivors moved): the next day re-lists every cluster
+    tables = {"snapshot": snapshot, "deltas": [], "base_rows": n_clusters, "delta_rows": 0, "lists": None}
     record = dataclasses.replace(
-        last, snapshot=snapshot, lineage=lineage, n_clusters_after=n_clusters, consolidated=[*last.consolidated, note]
+        last, lineage=lineage, n_clusters_after=n_clusters, consolidated=[*last.consolidated, note], **tables
     )
     return dataclasses.replace(
         manifest,
         version=job.version,
-        snapshot=snapshot,
         lineage=lineage,
         n_clusters=n_clusters,
         days=[record if d is last else d for d in manifest.days],
+        **tables,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daskcluster.gallery.tables import load_shard
+from daskcluster.gallery.tables import SnapshotRef, load_shard
 from daskcluster.run.day import Day
 from daskcluster.search import IndexSpec, Quantizer, choose_index, quantizer, sample_rows
 from daskcluster.search.fanout import search_all
@@ -26,6 +26,7 @@ class Assigned:
     assign_index: str | None = None
     assign_quantizer: str | None = None
     quantizer: Quantizer | None = None
+    centroids: object = None  # handle of the coarse centroids the search used (None: flat)
 
 
 def _gallery_sample(table: centres.CentreTable, n_max: int) -> tuple:
@@ -53,7 +54,9 @@ def _best_clusters(ex, day: Day, tables: list, parts: list) -> tuple[list, Quant
     quant = quantizer(
         ex, "assign", spec, cfg.search, day.backend, tables, _gallery_sample, plan.base.quantizer, plan.gallery
     )
-    build = (assign.gallery_search_shard, spec, quant.centroids, day.backend, cfg.cluster.max_size)
+    stored = plan.base.quantizer
+    listed = not quant.trained and stored is not None and plan.base.lists == stored["path"]
+    build = (assign.gallery_search_shard, spec, quant.centroids, day.backend, cfg.cluster.max_size, listed)
     index = [ex.submit_at(h, "gallery-index", build[0], t, *build[1:]) for t, h in zip(tables, ex.homes(tables))]
     coarse = None if spec.is_flat else (assign.queries, quant.centroids, spec.nprobe, day.backend)
     best = search_all(
@@ -70,7 +73,7 @@ def assign_day(ex, day: Day, parts: list) -> Assigned:
     plan, cfg = day.plan, day.cfg
     if plan.base.n_clusters == 0:
         return _first_day(ex, day, parts)
-    snapshot = day.path(plan.base.snapshot)
+    snapshot = SnapshotRef.of(plan.gallery, plan.base)
     shards = [(snapshot, s, day.dim) for s in range(plan.n_shards)]
     tables = ex.wait("load-shard", ex.spread("load-shard", load_shard, shards))
     best, quant, spec = _best_clusters(ex, day, tables, parts)
@@ -80,4 +83,4 @@ def assign_day(ex, day: Day, parts: list) -> Assigned:
     n_assigned, n_ambiguous, n_low = (sum(c[i] for c in counts) for i in range(3))
     used = None if spec.is_flat else ("trained" if quant.trained else f"reused {plan.base.quantizer['path']}")
     trained = quant if quant.trained else None
-    return Assigned(parts, tables, n_assigned, n_ambiguous, n_low, spec.describe(), used, trained)
+    return Assigned(parts, tables, n_assigned, n_ambiguous, n_low, spec.describe(), used, trained, quant.centroids)

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from daskcluster.eval.report import quality, write_report
+from daskcluster.gallery import ids
 from daskcluster.gallery.lineage import read_lineage
 from daskcluster.gallery.manifest import (
     DayRecord,
@@ -15,14 +16,44 @@ from daskcluster.gallery.manifest import (
     write_manifest,
     write_npy_atomic,
 )
+from daskcluster.gallery.retention import paths_bytes
 from daskcluster.run.day import Day, DayCounts
 
-__all__ = ["commit_day", "day_summary"]
+__all__ = ["commit_day", "day_summary", "state"]
 
 
-def day_summary(day: Day, counts: DayCounts, timings: dict[str, float]) -> dict:
-    """The day's figures, stage timings and, where the faces have labels, the quality of the day's clusters and
-    of the whole gallery's (ids resolved through the consolidation lineage)."""
+def state(day: Day, merged, lists, id_index: dict) -> dict:
+    """The gallery state the day commits (``DayRecord`` and ``Manifest`` fields): its base and deltas, the
+    quantizer its list ids are under, their row counts, and the face-id index."""
+    base, out = day.plan.base, day.plan.outputs
+    if merged.wrote_base:
+        tables = {"snapshot": out.snapshot, "deltas": [], "base_rows": merged.centre_rows, "delta_rows": 0}
+    else:
+        tables = {
+            "snapshot": base.snapshot,
+            "deltas": [*base.deltas, out.deltas],
+            "base_rows": base.base_rows or base.n_clusters,
+            "delta_rows": base.delta_rows + merged.centre_rows,
+        }
+    return {**tables, "lists": lists.path, "id_index": id_index}
+
+
+def _bytes_read(day: Day) -> int:
+    """Bytes of the gallery files and inputs the day reads: its input, the centre tables (base and deltas),
+    the quantizer and centring mean, and the face-id index's Bloom filters (its runs' ids are read only where
+    a filter reports a hit: not counted)."""
+    base = day.plan.base
+    rels = [*([base.snapshot] if base.snapshot else []), *base.deltas]
+    rels += [r[k] for r, k in ((base.quantizer, "path"), (base.preprocess, "centre")) if r and r.get(k)]
+    index = base.id_index or {"buckets": 0, "runs": []}
+    rels += [ids.bucket_files(run, b)[1] for run in ids.run_paths(index) for b in range(index["buckets"])]
+    return sum(f.stat().st_size for f in day.plan.files) + paths_bytes(day.plan.gallery, rels)
+
+
+def day_summary(day: Day, counts: DayCounts, timings: dict[str, float], tasks: dict[str, int]) -> dict:
+    """The day's figures, stage timings and task counts, bytes read and, where the faces have labels, the
+    quality of the day's clusters and (while the gallery holds at most ``gallery.quality_max_faces``) of the
+    whole gallery's (ids resolved through the consolidation lineage)."""
     plan = day.plan
     today = sorted(Path(day.path(plan.outputs.assignments)).glob("*.parquet"))
     summary = {
@@ -31,16 +62,22 @@ def day_summary(day: Day, counts: DayCounts, timings: dict[str, float]) -> dict:
         "input": [str(f) for f in plan.files],
         **counts.to_dict(),
         "stage_seconds": timings,
+        "stage_tasks": dict(tasks),
+        "bytes_read": _bytes_read(day),
     }
     summary["quality_day"] = quality(today)
     if not plan.base.days:
         summary["quality_gallery"] = summary["quality_day"]
         return summary
+    if plan.base.n_faces + counts.faces_valid > day.cfg.gallery.quality_max_faces:
+        return summary
     lineage = None
     if plan.manifest is not None:
         table = read_lineage(plan.gallery, dataclasses.replace(plan.manifest, days=plan.base.days))
         lineage = (table.column("old_id").to_numpy(), table.column("new_id").to_numpy())
-    summary["quality_gallery"] = quality(assignment_files(plan.gallery, plan.base.days) + today, lineage)
+    history = assignment_files(plan.gallery, plan.base.days)
+    summary["bytes_read"] += sum(f.stat().st_size for f in history)
+    summary["quality_gallery"] = quality(history + today, lineage)
     return summary
 
 
@@ -53,13 +90,14 @@ def _written(ex, day: Day, handle, stored: dict | None, rel: str, record: dict) 
     return record
 
 
-def _day_record(day: Day, counts: DayCounts, quantizer: dict | None, preprocess: dict | None) -> DayRecord:
+def _day_record(
+    day: Day, counts: DayCounts, quantizer: dict | None, preprocess: dict | None, tables: dict, stats: dict
+) -> DayRecord:
     plan, base, out = day.plan, day.plan.base, day.plan.outputs
     return DayRecord(
         day=plan.day,
         version=plan.version,
         snapshot_before=base.snapshot,
-        snapshot=out.snapshot,
         assignments=out.assignments,
         quarantine=out.quarantine if counts.quarantined else None,
         report=out.report,
@@ -75,18 +113,22 @@ def _day_record(day: Day, counts: DayCounts, quantizer: dict | None, preprocess:
         committed_at=now_utc(),
         quantizer=quantizer,
         preprocess=preprocess,
+        stats=stats,
+        **tables,
     )
 
 
-def commit_day(ex, day: Day, counts: DayCounts, summary: dict, quantizer, new_mean) -> None:
+def commit_day(ex, day: Day, counts: DayCounts, summary: dict, quantizer, new_mean, tables: dict) -> None:
     """Write the report, the quantizer and centring mean learned today, then swap the manifest: the day is
     committed when the rename lands."""
     plan, base, out = day.plan, day.plan.base, day.plan.outputs
-    write_report(Path(day.path(out.report)), summary, day.cfg.to_dict())
     trained = quantizer and {"path": out.quantizer, "nlist": quantizer.nlist}
     q = _written(ex, day, quantizer and quantizer.centroids, base.quantizer, out.quantizer, trained)
     pre = _written(ex, day, new_mean, base.preprocess, out.preprocess, {"centre": out.preprocess})
-    record = _day_record(day, counts, q, pre)
+    summary["bytes_written"] = paths_bytes(plan.gallery, [p for p in out.paths() if p != out.report])
+    write_report(Path(day.path(out.report)), summary, day.cfg.to_dict())
+    stats = {k: summary[k] for k in ("bytes_read", "bytes_written", "stage_tasks", "stage_seconds") if k in summary}
+    record = _day_record(day, counts, q, pre, tables, stats)
     manifest = Manifest(
         dim=day.dim,
         n_shards=plan.n_shards,
@@ -98,5 +140,10 @@ def commit_day(ex, day: Day, counts: DayCounts, summary: dict, quantizer, new_me
         days=[*base.days, record],
         quantizer=q,
         preprocess=pre,
+        deltas=record.deltas,
+        lists=record.lists,
+        base_rows=record.base_rows,
+        delta_rows=record.delta_rows,
+        id_index=record.id_index,
     )
     write_manifest(plan.gallery, manifest)

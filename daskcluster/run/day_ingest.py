@@ -7,7 +7,10 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from daskcluster.gallery.manifest import GalleryError, assignment_files, load_npy, read_face_ids
+import numpy as np
+
+from daskcluster.gallery import ids
+from daskcluster.gallery.manifest import GalleryError, assignment_files, load_npy
 from daskcluster.run.day import Day
 from daskcluster.stages import ingest, prepare
 from daskcluster.stages.inputs import InputError, length_histogram, modal_length
@@ -16,18 +19,20 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Ingested", "Prepared", "ingest_day", "prepare_day", "scan_dim"]
 
-DEDUPE_BUCKETS = 16  # most duplicate-finding tasks: ids are bucketed by hash
-
 
 @dataclass
 class Ingested:
-    """Per partition, a handle of its valid rows (and its quarantined ones); the day's row counts."""
+    """Per partition, a handle of its valid rows (and its quarantined ones); the day's row counts; per id
+    bucket, a handle of the day's new ids (what the face-id index gains when the day commits) and the index
+    the day started from."""
 
     parts: list
     faces_in: int
     faces_valid: int
     quarantined: int
     quarantine_reasons: dict[str, int]
+    new_ids: list
+    id_index: dict
 
 
 @dataclass
@@ -47,26 +52,37 @@ def scan_dim(ex, day: Day) -> int:
     return modal_length(ex.gather(hists), feature)
 
 
-def _known_buckets(path: str, n_buckets: int) -> list:
-    return ingest.bucket_known_ids(read_face_ids(path), n_buckets)
+def _bucket_duplicates(day_ids: list, root: str, runs: list[dict], bucket: int) -> tuple[list, np.ndarray]:
+    """The ``duplicates`` task of one id bucket: the rows to drop (repeats within the day, ids the face-id
+    index holds) and the bucket's new ids."""
+    every = np.concatenate([d[0] for d in day_ids]) if day_ids else np.empty(0, np.int64)
+    uniq = np.unique(every)
+    known = uniq[ids.lookup(root, runs, bucket, uniq)] if runs and len(uniq) else uniq[:0]
+    return ingest.find_duplicates(day_ids, [known]), np.setdiff1d(uniq, known, assume_unique=True)
 
 
-def _dedupe(ex, day: Day, parts: list) -> list:
-    """Duplicates within the day and against the gallery, bucketed by id hash across tasks."""
-    n_b = max(1, min(len(parts), DEDUPE_BUCKETS))
-    buckets = [ex.submit("id-buckets", ingest.bucket_ids, p, n_b) for p in parts]
+def _rebuilt_index(ex, day: Day) -> dict:
+    """A gallery written before the face-id index: one built from its committed assignments (read once)."""
     files = [str(f) for f in assignment_files(day.plan.gallery, day.plan.base.days)]
-    known = [ex.submit("gallery-ids", _known_buckets, f, n_b) for f in files]
-    dups = [
-        ex.submit(
-            "duplicates",
-            ingest.find_duplicates,
-            [ex.pick("bucket", b, j) for b in buckets],
-            [ex.pick("bucket", k, j) for k in known],
-        )
+    log.warning("the gallery has no face-id index: building one from %d assignment files", len(files))
+    task = ex.submit("id-rebuild", ids.rebuild, str(day.plan.gallery), files, day.plan.version - 1)
+    return ex.gather(ex.wait("dedupe", [task])[0])
+
+
+def _dedupe(ex, day: Day, parts: list) -> tuple[list, list, dict]:
+    """Duplicates within the day and against the face-id index, bucketed by id hash across tasks: a day's
+    work follows its own ids (the index's Bloom filters, and the runs only where they report a hit)."""
+    base = day.plan.base
+    index = base.id_index or (_rebuilt_index(ex, day) if base.days else ids.empty_index())
+    n_b, root = index["buckets"], str(day.plan.gallery)
+    buckets = [ex.submit("id-buckets", ingest.bucket_ids, p, n_b) for p in parts]
+    found = [
+        ex.submit("duplicates", _bucket_duplicates, [ex.pick("bucket", b, j) for b in buckets], root, index["runs"], j)
         for j in range(n_b)
     ]
-    return [ex.submit("dedupe", ingest.drop_rows, p, dups, day.cfg.ingest) for p in parts]
+    dups = [ex.pick("bucket", f, 0) for f in found]
+    new_ids = [ex.pick("bucket", f, 1) for f in found]
+    return [ex.submit("dedupe", ingest.drop_rows, p, dups, day.cfg.ingest) for p in parts], new_ids, index
 
 
 def _reason_counts(part: ingest.Part) -> Counter:
@@ -79,7 +95,8 @@ def ingest_day(ex, day: Day) -> Ingested:
         "ingest",
         [ex.submit("ingest", ingest.ingest_partition, s, day.dim, day.cfg.ingest) for s in day.plan.partitions],
     )
-    parts = ex.wait("dedupe", _dedupe(ex, day, parts))
+    parts, new_ids, index = _dedupe(ex, day, parts)
+    parts = ex.wait("dedupe", parts)
     counts = ex.gather([ex.submit("count", ingest.count_rows, p) for p in parts])
     n_ok, n_bad = sum(c[0] for c in counts), sum(c[1] for c in counts)
     reasons = sum(ex.gather([ex.submit("reasons", _reason_counts, p) for p in parts]), Counter())
@@ -89,7 +106,7 @@ def ingest_day(ex, day: Day) -> Ingested:
             f"{n_bad} of {n_ok + n_bad} rows of {day.plan.files[0].parent} are bad (more than "
             f"ingest.max_bad_fraction={limit}); reasons: {dict(reasons.most_common(5))}"
         )
-    return Ingested(parts, n_ok + n_bad, n_ok, n_bad, dict(reasons.most_common()))
+    return Ingested(parts, n_ok + n_bad, n_ok, n_bad, dict(reasons.most_common()), new_ids, index)
 
 
 def _centre_mean(ex, day: Day, parts: list) -> tuple[object, object]:
@@ -124,3 +141,22 @@ def prepare_day(ex, day: Day, ingested: Ingested) -> Prepared:
         "prepare", [ex.submit("prepare", prepare.prepare, p, mean, day.cfg.quality) for p in ingested.parts]
     )
     return Prepared(parts, sum(ex.gather([ex.submit("count", _count_low, p) for p in parts])), new_mean)
+
+
+def _merge_after(written: int, root: str, sources: list[dict], target: dict, bucket: int) -> int:
+    """The ``ids-merge`` task of one bucket, after that bucket's own run is written (``written``)."""
+    return ids.merge_bucket(root, sources, target, bucket)
+
+
+def write_ids(ex, day: Day, ingested: Ingested) -> dict:
+    """The day's new face ids written as a level-0 run of the face-id index, one ``write-ids`` task per bucket,
+    then the LSM merges due (``ids-merge``); returns the index record the day commits."""
+    root, run = str(day.plan.gallery), day.plan.outputs.ids
+    written = [ex.submit("write-ids", ids.write_bucket, root, run, j, new) for j, new in enumerate(ingested.new_ids)]
+    n_ids = sum(ex.gather(ex.wait("write", written)))
+    index = ids.add_run(ingested.id_index, {"path": run, "level": 0, "ids": n_ids})
+    merges = ids.merge_plan(index, day.plan.version)
+    for sources, target in merges:
+        written = [ex.submit("ids-merge", _merge_after, w, root, sources, target, j) for j, w in enumerate(written)]
+        ex.wait("write", written)
+    return ids.apply_merges(index, merges)

@@ -52,6 +52,7 @@ class Executor:
         self.progress = progress or NullProgress()
         self.token = uuid.uuid4().hex
         self.timings: dict[str, float] = {}
+        self.tasks: dict[str, int] = {}  # tasks submitted, per stage (daskcluster.run.tasks)
 
     def submit(self, name: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return self.submit_at(None, name, fn, *args, **kwargs)
@@ -114,6 +115,8 @@ class Executor:
     def _key(self, name: str) -> str:
         if name not in TASK_STAGE:
             raise ValueError(f"task name {name!r} is not in daskcluster.run.tasks.STAGE_TASKS")
+        stage = TASK_STAGE[name]
+        self.tasks[stage] = self.tasks.get(stage, 0) + 1
         return f"{name}-{self.token}-{uuid.uuid4().hex[:8]}"
 
 

@@ -19,12 +19,13 @@ from typing import Any
 from daskcluster.backends import resolve_backend_name
 from daskcluster.config import Config
 from daskcluster.gallery.manifest import remove_uncommitted
+from daskcluster.run.compact import maintain_after_day
 from daskcluster.run.day import Day, DayCounts
 from daskcluster.run.day_assign import assign_day
 from daskcluster.run.day_cluster import cluster_day
-from daskcluster.run.day_commit import commit_day, day_summary
-from daskcluster.run.day_ingest import ingest_day, prepare_day, scan_dim
-from daskcluster.run.day_merge import merge_day
+from daskcluster.run.day_commit import commit_day, day_summary, state
+from daskcluster.run.day_ingest import ingest_day, prepare_day, scan_dim, write_ids
+from daskcluster.run.day_merge import day_lists, merge_day
 from daskcluster.run.executor import NullProgress, Progress, as_executor
 from daskcluster.run.plan import DayPlan, plan_day
 
@@ -51,13 +52,15 @@ def run_stages(ex, plan: DayPlan, cfg: Config) -> dict:
     prepared = prepare_day(ex, day, ingested)
     assigned = assign_day(ex, day, prepared.parts)
     clustered = cluster_day(ex, cfg, day.backend, day.dim, assigned.parts, plan.base.next_cluster_id)
-    merged = merge_day(ex, day, assigned.parts, assigned.tables, clustered.rest, clustered.labels)
+    lists = day_lists(ex, day, assigned.quantizer is not None, assigned.centroids)
+    merged = merge_day(ex, day, assigned.parts, assigned.tables, clustered.rest, clustered.labels, lists)
+    id_index = write_ids(ex, day, ingested)
     counts = DayCounts()
     for result in (ingested, prepared, assigned, clustered, merged):
         counts.update(**{k: v for k, v in vars(result).items() if hasattr(counts, k)})
     ex.timings["total"] = time.perf_counter() - t0
-    summary = day_summary(day, counts, ex.timings)
-    commit_day(ex, day, counts, summary, assigned.quantizer, prepared.new_mean)
+    summary = day_summary(day, counts, ex.timings, ex.tasks)
+    commit_day(ex, day, counts, summary, assigned.quantizer, prepared.new_mean, state(day, merged, lists, id_index))
     return summary
 
 
@@ -89,4 +92,6 @@ def run_day(
         if not root_existed:
             shutil.rmtree(plan.gallery, ignore_errors=True)
         raise
-    return DayResult("committed", plan.day, f"day {plan.day} committed as version {plan.version}", summary)
+    result = DayResult("committed", plan.day, f"day {plan.day} committed as version {plan.version}", summary)
+    result.summary["maintenance"] = maintain_after_day(plan.gallery, cfg)
+    return result

@@ -37,6 +37,11 @@ class BaseState:
     days: list[DayRecord] = field(default_factory=list)
     quantizer: dict | None = None
     preprocess: dict | None = None
+    deltas: list[str] = field(default_factory=list)
+    lists: str | None = None
+    base_rows: int = 0
+    delta_rows: int = 0
+    id_index: dict | None = None
 
 
 @dataclass
@@ -68,6 +73,11 @@ def base_state(manifest: Manifest | None, day: str) -> BaseState:
     if not kept:
         return BaseState()
     last = kept[-1]
+    if last.vacuumed:
+        raise GalleryError(
+            f"cannot recompute day {day}: the gallery as it was after day {last.day} was removed by vacuum "
+            f"(gallery.keep_versions); the days that can be recomputed are {', '.join(_recomputable(manifest))}"
+        )
     return BaseState(
         last.snapshot,
         last.next_cluster_id_after,
@@ -76,7 +86,19 @@ def base_state(manifest: Manifest | None, day: str) -> BaseState:
         kept,
         last.quantizer,
         last.preprocess,
+        list(last.deltas),
+        last.lists,
+        last.base_rows,
+        last.delta_rows,
+        last.id_index,
     )
+
+
+def _recomputable(manifest: Manifest) -> list[str]:
+    """The days whose starting state is on disk: the first day (it starts from nothing) and every day after a
+    state that vacuum kept."""
+    days = sorted(manifest.days, key=lambda d: d.day)
+    return [d.day for prev, d in zip([None, *days], days) if prev is None or not prev.vacuumed]
 
 
 def _check_order(manifest: Manifest | None, day: str, checksum: str, force: bool) -> str | None:

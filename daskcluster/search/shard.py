@@ -17,7 +17,7 @@ import numpy as np
 from daskcluster.backends import get_backend
 from daskcluster.search.index import IndexSpec
 
-__all__ = ["IndexShard", "build_shard", "probe", "search_shard"]
+__all__ = ["IndexShard", "build_shard", "nearest_lists", "probe", "search_shard"]
 
 
 @dataclass
@@ -31,6 +31,7 @@ class IndexShard:
     centroids: np.ndarray | None
     nprobe: int
     backend: str
+    lists: np.ndarray | None = None  # each row's IVF list when stored with the rows (no quantization at build)
     _index: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -41,7 +42,7 @@ class IndexShard:
     @property
     def index(self) -> Any:
         if self._index is None:
-            self._index = get_backend(self.backend).build_index(self.xb, self.centroids)
+            self._index = get_backend(self.backend).build_index(self.xb, self.centroids, self.lists)
         return self._index
 
     def __len__(self) -> int:
@@ -53,14 +54,36 @@ class IndexShard:
 
 
 def build_shard(
-    ids: np.ndarray, xb: np.ndarray, spec: IndexSpec, centroids: np.ndarray | None, backend: str
+    ids: np.ndarray,
+    xb: np.ndarray,
+    spec: IndexSpec,
+    centroids: np.ndarray | None,
+    backend: str,
+    lists: np.ndarray | None = None,
 ) -> IndexShard:
+    """``lists``: each row's list among ``centroids``, when known (persisted with a gallery's clusters)."""
+    ivf = not spec.is_flat
     shard = IndexShard(
-        ids=ids, xb=xb, centroids=None if spec.is_flat else centroids, nprobe=spec.nprobe, backend=backend
+        ids=ids,
+        xb=xb,
+        centroids=centroids if ivf else None,
+        nprobe=spec.nprobe,
+        backend=backend,
+        lists=lists if ivf else None,
     )
     if len(shard):
         _ = shard.index
     return shard
+
+
+def nearest_lists(centroids: np.ndarray, x: np.ndarray, backend: str) -> np.ndarray:
+    """Each row's IVF list (its nearest centroid), int32: what a gallery stores with its clusters."""
+    if len(x) == 0:
+        return np.empty(0, np.int32)
+    lists = get_backend(backend).probe(centroids, x, 1)
+    if lists is None:  # a backend that quantizes inside its search
+        lists = np.concatenate([np.argmax(b @ centroids.T, axis=1) for b in np.array_split(x, 1 + len(x) // 65536)])
+    return np.asarray(lists).reshape(len(x)).astype(np.int32)
 
 
 def probe(xq: np.ndarray, centroids: np.ndarray, nprobe: int, backend: str) -> Any:

@@ -20,14 +20,21 @@ ASSIGN_K = 2  # the runner-up is kept for the assignment margin guard
 
 
 def gallery_search_shard(
-    shard: CentreTable, spec: IndexSpec, centroids: np.ndarray | None, backend: str, max_size: int = 0
+    shard: CentreTable,
+    spec: IndexSpec,
+    centroids: np.ndarray | None,
+    backend: str,
+    max_size: int = 0,
+    stored_lists: bool = False,
 ) -> IndexShard:
     """The searchable form of a gallery shard: the centres of its joinable clusters, keyed by cluster id.
     A low-quality singleton is a cluster no face may join, and so is a cluster that has reached
     ``cluster.max_size`` faces (the chaining guard's bound holds across days too: a cluster grows past it
-    by at most one day's faces)."""
+    by at most one day's faces). ``stored_lists``: the shard's list ids are under ``centroids``, so no centre
+    is quantized."""
     ok = shard.joinable & ((shard.count < max_size) if max_size else True)
-    return build_shard(shard.cluster_id[ok], shard.centres()[ok], spec, centroids, backend)
+    lists = shard.list_id[ok].astype(np.int64) if stored_lists and shard.list_id is not None else None
+    return build_shard(shard.cluster_id[ok], shard.centres()[ok], spec, centroids, backend, lists)
 
 
 def search_part(

@@ -21,6 +21,9 @@ class CentreTable:
     first_day: np.ndarray  # (n,) datetime64[D]
     last_day: np.ndarray  # (n,) datetime64[D]
     joinable: np.ndarray  # (n,) bool: False for a low-quality singleton, which no face may join
+    list_id: np.ndarray | None = (
+        None  # (n,) int32: each centre's IVF list under the gallery's quantizer; None: unlisted
+    )
 
     def __len__(self) -> int:
         return len(self.cluster_id)
@@ -45,6 +48,21 @@ class CentreTable:
             + self.first_day.nbytes
             + self.last_day.nbytes
             + self.joinable.nbytes
+            + (0 if self.list_id is None else self.list_id.nbytes)
+        )
+
+    def take(self, rows: np.ndarray) -> CentreTable:
+        """The table's rows ``rows`` (positions or a mask), in order."""
+        lists = None if self.list_id is None else self.list_id[rows]
+        return CentreTable(
+            self.shard,
+            self.cluster_id[rows],
+            self.count[rows],
+            self.mean[rows],
+            self.first_day[rows],
+            self.last_day[rows],
+            self.joinable[rows],
+            lists,
         )
 
 
@@ -115,7 +133,8 @@ def add_members(mean: np.ndarray, count: np.ndarray, pos: np.ndarray, sums: np.n
 
 
 def update_shard(shard: CentreTable, existing: ClusterSums, new: ClusterSums, day: str) -> CentreTable:
-    """Add the day's members to existing clusters and append the day's new clusters."""
+    """Add the day's members to existing clusters and append the day's new clusters (their list ids, and
+    those of the clusters that moved, are the caller's to set: -1 here)."""
     pos = shard.positions(existing.cluster_id, "update for")
     count, mean = shard.count.copy(), shard.mean.astype(np.float64)
     add_members(mean, count, pos, existing.sums, existing.count)
@@ -131,4 +150,7 @@ def update_shard(shard: CentreTable, existing: ClusterSums, new: ClusterSums, da
         first_day=np.concatenate([shard.first_day, today]),
         last_day=np.concatenate([last, today]),
         joinable=np.concatenate([shard.joinable, new.joinable_mask()]),
+        list_id=None
+        if shard.list_id is None
+        else np.concatenate([shard.list_id, np.full(len(new.cluster_id), -1, np.int32)]),
     )

@@ -205,6 +205,7 @@ def absorb(table: CentreTable, moved: list[Moved], merges: Merges) -> CentreTabl
         first_day=first[keep],
         last_day=last[keep],
         joinable=table.joinable[keep],
+        list_id=None,  # survivors moved: the table is re-listed where it is written
     )
 
 
