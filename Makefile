@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.search $(ARGS) $(SEARCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.scaling $(ARGS) $(SCALING_ARGS)
 	$(VENV)/bin/python -m benchmarks.quality --sizes $(QUALITY_SIZES) $(ARGS) $(QUALITY_ARGS)
+	$(VENV)/bin/python -m benchmarks.history $(ARGS) $(HISTORY_ARGS)
 
 LINT_PATHS := daskcluster tests scripts benchmarks
 

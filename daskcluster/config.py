@@ -122,7 +122,7 @@ class GalleryConfig(_Section):
         7, ge=0, description="states kept by vacuum after each day (0: keep all); a re-run reaches keep-1 days back"
     )
     compact_fraction: float = Field(
-        0.25, gt=0, description="compact (fold the deltas into a new base) once their rows exceed this x the base"
+        0.5, gt=0, description="compact (fold the deltas into a new base) once their rows exceed this x the base"
     )
     quality_max_faces: int = Field(
         1_000_000, ge=0, description="the summary scores the whole gallery (reads every assignment) up to this size"

@@ -73,8 +73,9 @@ def print_status(console: Console, status: dict) -> None:
         table.add_row(f"on disk: {kind}", _bytes(n))
     console.print(table)
     days = Table(title="days")
-    for col in ("day", "version", "faces", "quarantined", "read", "written", "tasks", "seconds", "state"):
-        days.add_column(col, justify="left" if col in ("day", "state") else "right")
+    days.add_column("day", no_wrap=True, min_width=10)
+    for col in ("v", "faces", "bad", "read", "written", "tasks", "s", "state"):
+        days.add_column(col, justify="left" if col == "state" else "right", overflow="fold")
     for d in status["days"]:
         seconds = "" if d["seconds"] is None else f"{d['seconds']:.1f}"
         state = "kept" if d["retained"] else "vacuumed"

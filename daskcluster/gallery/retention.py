@@ -5,8 +5,9 @@ Every version is immutable and named by the manifest version that wrote it, so o
 current manifest and the states after each of the last ``keep`` committed days; vacuum deletes every file
 under the gallery's version-named directories that none of them points to: superseded bases and deltas,
 quantizers, centring means, lineage and face-id index runs, and the assignments, quarantine and reports of
-versions that are no longer committed (a forced day's earlier run, a failed run's leftovers). The committed
-days' own assignments, quarantine and reports are never removed: they are the record of every face.
+versions that are no longer committed (a forced day's earlier run, a failed run's leftovers), and the Dask
+performance profile (``dask-report.html``) of days older than the retained ones. The committed days' own
+assignments, quarantine and summaries are never removed: they are the record of every face.
 """
 
 from __future__ import annotations
@@ -88,6 +89,16 @@ def _candidates(root: Path) -> list[str]:
     return out
 
 
+PROFILE = "dask-report.html"
+
+
+def _old_profiles(root: Path, manifest: Manifest, keep: int) -> list[str]:
+    """The performance profiles of the days whose state is not retained."""
+    kept = {d.day for d in _retained(manifest, keep)}
+    rels = [f"{d.report}/{PROFILE}" for d in manifest.days if d.day not in kept]
+    return [r for r in rels if (root / r).exists()]
+
+
 def _version_of(rel: str) -> int:
     name = rel.rsplit("/", 1)[-1]
     return int(name[1:7])
@@ -108,6 +119,7 @@ def vacuum(root: str | Path, manifest: Manifest, keep: int, dry_run: bool = Fals
     root = Path(root)
     keep_paths = referenced(manifest, keep)
     doomed = [r for r in _candidates(root) if r not in keep_paths and _version_of(r) <= manifest.version]
+    doomed += _old_profiles(root, manifest, keep)
     result = VacuumResult(doomed, paths_bytes(root, doomed), [d.day for d in _retained(manifest, keep)], dry_run)
     if dry_run:
         return result
