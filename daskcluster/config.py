@@ -25,7 +25,12 @@ class _Section(BaseModel):
 class IngestConfig(_Section):
     on_bad_row: Literal["quarantine", "error"] = "quarantine"
     max_bad_fraction: float = Field(0.5, ge=0.0, le=1.0, description="abort when more rows than this are bad")
-    partition_mb: float = Field(64.0, gt=0, description="feature bytes per partition (float32)")
+    partition_mb: float = Field(
+        0.0,
+        ge=0,
+        description="feature MB per partition (float32); 0 = by backend: 64 on cpu, 1024 on gpu "
+        "(the backend's partition_mb)",
+    )
     feature_column: str = "feature"
     id_column: str = "face_id"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from distributed import Client, LocalCluster
 
 from daskcluster.config import load_config
 from daskcluster.eval.synth import SynthSpec, write_dataset
+from daskcluster.run.executor import DaskExecutor, InProcessExecutor
 
 REAL_DATA = Path(__file__).resolve().parent / "data" / "real"
 
@@ -46,3 +48,30 @@ def tree_digest(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+class _Counting:
+    """Counts the tasks an executor submits, by name (``counts``)."""
+
+    def _key(self, name: str) -> str:
+        self.counts = getattr(self, "counts", Counter())
+        self.counts[name] += 1
+        return super()._key(name)
+
+
+class CountingDask(_Counting, DaskExecutor):
+    pass
+
+
+class CountingInProcess(_Counting, InProcessExecutor):
+    """In process, pretending handle ``i`` of every list lives on ``homes[i % len(homes)]``."""
+
+    def __init__(self, homes: list | None = None):
+        super().__init__()
+        self.counts: Counter = Counter()
+        self.fake_homes = homes
+
+    def homes(self, handles: list) -> list:
+        if not self.fake_homes:
+            return super().homes(handles)
+        return [self.fake_homes[i % len(self.fake_homes)] for i in range(len(handles))]

@@ -33,20 +33,20 @@ ingest, dedupe    faces F (``duplicates``: F, at most 16 tasks)               P 
 prepare           faces F (centring, quality flags)                           P partitions       F
 load-shard        clusters C (the whole snapshot is read)                     S_g shards         -
 assign-train      k-means: 12 x min(n_train, 256 nlist) x nlist dots          1 task (serial)    n_train
-assign            F x (C x nprobe/nlist + nlist x S_g) dot products:          P x S_g            F x fan-out
+assign            F x (C x nprobe/nlist + nlist x S_g) dot products:          P x min(W, S_g)    F x fan-out
                   the lists probed plus the coarse quantizer, which every
                   shard runs again; index build C x nlist dots
 knn-train         as assign-train, on the unassigned faces U = u F            1 task (serial)    n_train
 knn-build         U x nlist_k dots (rows to their lists)                      S_k graph shards   F (whole parts)
-edges             knn-search U x (U x nprobe_k/nlist_k + nlist_k x S_k)       P x S_k            F x fan-out
-                  dots; merge U x S_k; edges U
+edges             knn-search U x (U x nprobe_k/nlist_k + nlist_k x S_k)       P x min(W, S_k)    F x fan-out
+                  dots; merge U x min(W, S_k); edges U
 components        cc-forest: edges E = e U; cc-merge: a tree of fan-in 8      P; tree; 1         V
                   over the P forests, each level ~V vertices, depth
                   ceil(log8 P); components: vertices V = U, ONE task
 centre-update     sums F (2 P S_g pick tasks); update: the WHOLE shard        P; S_g             F
                   (``update_shard`` copies every centre to float64), so C
 write             snapshot C (rewritten whole each day); assignments F        S_g; P             -
-scheduling        tasks / measured tasks/s (tasks grow as P x S_g, P x S_k)   the scheduler      -
+scheduling        tasks / measured tasks/s (tasks grow as P x min(W, S))      the scheduler      -
 ================  ==========================================================  =================  ==============
 
 ``consolidate`` (a maintenance job, not the day's) is not projected. u (unassigned fraction) and e (edges per

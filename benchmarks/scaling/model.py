@@ -18,6 +18,7 @@ from typing import Any
 from daskcluster.config import Config
 from daskcluster.run.tasks import OTHER, STAGE_TASKS, TASK_STAGE
 from daskcluster.search import IndexSpec, choose_index, train_size
+from daskcluster.stages.inputs import partition_rows
 
 MB = 2**20
 STAGES = [*STAGE_TASKS]  # every stage of the jobs, OTHER (the small gathers between stages) last
@@ -95,15 +96,15 @@ MODELS: dict[str, PrefixModel] = {
     "assign-train": PrefixModel("train_a", "1", "ntrain_a", serial=True),
     "gallery-index": PrefixModel("C_nla", "Sg", "nla", fan="W"),
     "assign-probe": PrefixModel("F_nla", "P", "F"),
-    "assign-search": PrefixModel("dots_a", "PSg", "F", fan="Sg"),
-    "assign-merge": PrefixModel("FSg", "P_tree_Sg", "FSg"),
+    "assign-search": PrefixModel("dots_a", "PGg", "F", fan="Sg"),
+    "assign-merge": PrefixModel("FGg", "P_tree_Gg", "FGg"),
     "assign-decide": PrefixModel("F", "P", "F"),
     "knn-sample": PrefixModel("F", "P", "F"),
     "knn-train": PrefixModel("train_k", "1", "ntrain_k", serial=True),
     "knn-build": PrefixModel("U_nlk", "Sk", "F"),
     "knn-probe": PrefixModel("U_nlk", "P", "F"),
-    "knn-search": PrefixModel("dots_k", "PSk", "F", fan="Sk"),
-    "knn-merge": PrefixModel("USk", "P_tree_Sk", "USk"),
+    "knn-search": PrefixModel("dots_k", "PGk", "F", fan="Sk"),
+    "knn-merge": PrefixModel("UGk", "P_tree_Gk", "UGk"),
     "edges": PrefixModel("U", "P", "U"),
     "cc-forest": PrefixModel("E", "P", "E"),
     "cc-merge": PrefixModel("V_levels", "tree_P", "V", tree=True),
@@ -143,14 +144,15 @@ UNITS: dict[str, Callable[[dict], float]] = {
     "PB": lambda q: q["P"] * min(q["P"], 16),
     "Sg": lambda q: q["Sg"],
     "Sk": lambda q: q["Sk"],
-    "PSg": lambda q: q["P"] * q["Sg"],
     "PSg2": lambda q: 2 * q["P"] * q["Sg"],
-    "PSk": lambda q: q["P"] * q["Sk"],
-    "P_tree_Sg": lambda q: q["P"] * sum(tree_levels(q["Sg"])),
-    "P_tree_Sk": lambda q: q["P"] * sum(tree_levels(q["Sk"])),
+    # the searches: one task per (partition, worker holding shards), G = min(W, S) workers hold shards
+    "PGg": lambda q: q["P"] * min(q["W"], q["Sg"]),
+    "PGk": lambda q: q["P"] * min(q["W"], q["Sk"]),
+    "P_tree_Gg": lambda q: q["P"] * sum(tree_levels(min(q["W"], q["Sg"]))),
+    "P_tree_Gk": lambda q: q["P"] * sum(tree_levels(min(q["W"], q["Sk"]))),
     "tree_P": lambda q: sum(tree_levels(q["P"])),
-    "FSg": lambda q: q["F"] * q["Sg"],
-    "USk": lambda q: q["U"] * q["Sk"],
+    "FGg": lambda q: q["F"] * min(q["W"], q["Sg"]),
+    "UGk": lambda q: q["U"] * min(q["W"], q["Sk"]),
     "V_levels": lambda q: q["U"] * len(tree_levels(q["P"])),
     "nla": lambda q: max(q["nla"], 1),
     "ntrain_a": lambda q: min(q["ntrain_a"], q["C"]),
@@ -213,7 +215,7 @@ def scale_quantities(args: argparse.Namespace, cfg: Config, qm: dict, w: int) ->
     nlk = args.scale_knn_nlist or knn.nlist
     npk = args.scale_knn_nprobe or knn.nprobe
     nlk = min(nlk, max(16, int(u) // 39)) if nlk else 0
-    rows_per_part = max(256, int(cfg.ingest.partition_mb * MB // (4 * d)))
+    rows_per_part = partition_rows(cfg.ingest, d, cfg.backend)
     return {
         "F": f,
         "U": u,

@@ -11,7 +11,7 @@ import importlib.util
 
 from daskcluster.backends.base import Backend
 
-__all__ = ["Backend", "get_backend", "resolve_backend_name"]
+__all__ = ["Backend", "get_backend", "partition_mb", "resolve_backend_name"]
 
 
 def _gpu_available() -> bool:
@@ -43,3 +43,8 @@ def get_backend(name: str) -> Backend:
     from daskcluster.backends.cpu import CpuBackend
 
     return CpuBackend()
+
+
+def partition_mb(name: str) -> float:
+    """Feature MB per partition that suits the backend ``name`` (what ``ingest.partition_mb: 0`` means)."""
+    return get_backend(name).partition_mb

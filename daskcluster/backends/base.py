@@ -15,6 +15,7 @@ class Backend(Protocol):
     """
 
     name: str
+    partition_mb: float  # feature MB (float32) per partition that suits this backend's workers
 
     def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
         """Spherical k-means on ``sample`` (n, d); returns ``nlist`` unit centroids (nlist, d) float32."""

@@ -23,6 +23,7 @@ def below_to_empty(D: np.ndarray, I: np.ndarray, min_sim: float | None) -> tuple
 class CpuBackend:
     name = "cpu"
     kmeans_on_gpu = False
+    partition_mb = 64.0  # feature MB per partition under ``ingest.partition_mb: 0``
 
     def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
         sample = np.ascontiguousarray(sample, dtype=np.float32)

@@ -35,6 +35,7 @@ class GpuBackend(CpuBackend):
 
     name = "gpu"
     kmeans_on_gpu = True
+    partition_mb = 1024.0  # a GPU search wants partitions of gigabytes: fewer, larger batches
 
     def build_index(self, xb: np.ndarray, centroids: np.ndarray | None, lists: np.ndarray | None = None) -> Any:
         """A faiss GPU index: flat, or IVF-Flat over the shared ``centroids`` (faiss-gpu lists the rows on the

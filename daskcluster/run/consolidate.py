@@ -33,7 +33,8 @@ from daskcluster.gallery.manifest import (
 from daskcluster.gallery.tables import SnapshotRef, load_shard, write_shard
 from daskcluster.run.executor import Progress, as_executor
 from daskcluster.search import choose_index, quantizer
-from daskcluster.search.fanout import search_all
+from daskcluster.search.fanout import by_home, search_all
+from daskcluster.stages.centres import CentreTable
 from daskcluster.stages.consolidate import (
     SIZE_MARGIN,
     Merges,
@@ -119,19 +120,30 @@ def _find_merges(job: _Job, tables: list) -> Merges:
     return merges
 
 
+def _entries(items: list, positions: list[int]) -> list:
+    """The ``moved`` task: the entries of one ``take_absorbed`` list bound for one worker's shards."""
+    return [items[i] for i in positions]
+
+
+def _absorb_at(table: CentreTable, picked: list[list], j: int, merges: Merges) -> CentreTable:
+    """The ``consolidate-absorb`` task: the shard's ``j``-th entry of every source's pick, then ``absorb``."""
+    return absorb(table, [p[j] for p in picked], merges)
+
+
 def _apply(job: _Job, tables: list, merges: Merges) -> list:
-    """Each absorbed cluster's sums moved to its survivor's shard; every shard updated where it lives."""
+    """Each absorbed cluster's sums moved to its survivor's shard; every shard updated where it lives. Each
+    source's moved sums are split once per destination worker, where the source lives: shards x workers
+    ``moved`` tasks, each travelling once to its worker."""
     ex = job.ex
     n_shards, homes = len(tables), ex.homes(tables)
     plan = ex.scatter(merges)
     moved = [ex.submit_at(h, "consolidate-take", take_absorbed, t, plan, n_shards) for t, h in zip(tables, homes)]
-    return ex.wait(
-        "consolidate-absorb",
-        [
-            ex.submit_at(h, "consolidate-absorb", absorb, t, [ex.pick("moved", m, s) for m in moved], plan)
-            for s, (t, h) in enumerate(zip(tables, homes))
-        ],
-    )
+    updated: list = [None] * n_shards
+    for h, shards in by_home(homes):
+        picked = [ex.submit_at(hm, "moved", _entries, m, shards) for m, hm in zip(moved, homes)]
+        for j, s in enumerate(shards):
+            updated[s] = ex.submit_at(h, "consolidate-absorb", _absorb_at, tables[s], picked, j, plan)
+    return ex.wait("consolidate-absorb", updated)
 
 
 def _merge_rounds(job: _Job, rounds: int) -> tuple[list, list[Merges], int]:

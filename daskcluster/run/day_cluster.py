@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from daskcluster.config import ClusterConfig, Config
 from daskcluster.run.audit import audit_edges
 from daskcluster.search import IndexSpec, choose_index, quantizer
-from daskcluster.search.fanout import search_all
+from daskcluster.search.fanout import by_home, search_all
 from daskcluster.stages import components, ingest, knn, linking
 
 __all__ = ["CUT_BUCKETS", "Clustered", "Graph", "cluster_day", "knn_graph", "link_components"]
@@ -62,7 +62,7 @@ def _count_unassigned(part: ingest.Part) -> int:
 def knn_graph(ex, cfg: Config, backend: str, dim: int, rest: list) -> Graph:
     """The unassigned faces as shards of consecutive partitions, about ``search.shard_mb`` of features each:
     fewer, longer IVF lists search faster, and the grouping does not depend on the number of workers (every
-    partition is searched against every shard, so there are always as many tasks as partitions)."""
+    partition is searched, in one task per worker, against all the shards that worker holds)."""
     c = cfg.cluster
     sizes = ex.gather([ex.submit("count", _count_unassigned, p) for p in rest])
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
@@ -88,15 +88,23 @@ def _sum_annotations(anns: list[linking.Annotation]) -> linking.Annotation:
     return functools.reduce(operator.add, anns)
 
 
+def _annotate_group(tables: list, part: linking.Neighbours) -> linking.Annotation:
+    """The ``annotate`` task: a partition's lists annotated by each of one worker's graph-shard tables, added as
+    they come (each neighbour lives in one table, so the sum does not depend on the grouping)."""
+    return functools.reduce(operator.add, (linking.annotate(t, part) for t in tables))
+
+
 def _annotations(ex, groups: list[range], homes: list, nbs: list) -> list:
     """Per partition, what its neighbours know (mutual, shared neighbourhood, density): each graph shard's
-    lists are gathered next to the shard, and every partition's lists visit every shard, as in the search."""
+    lists are gathered next to the shard, and every partition's lists visit every worker holding shards, as in
+    the search (partitions x workers ``annotate`` tasks)."""
     tables = [ex.submit_at(h, "knn-table", linking.concat, [nbs[i] for i in g]) for g, h in zip(groups, homes)]
+    on = [(h, [tables[i] for i in pos]) for h, pos in by_home(homes)]
     return [
         ex.tree_reduce(
             "annotate-merge",
             _sum_annotations,
-            [ex.submit_at(h, "annotate", linking.annotate, t, nb) for t, h in zip(tables, homes)],
+            [ex.submit_at(h, "annotate", _annotate_group, ts, nb) for h, ts in on],
         )
         for nb in nbs
     ]

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daskcluster.backends import resolve_backend_name
 from daskcluster.config import Config
 from daskcluster.gallery.layout import DayOutputs, day_outputs
 from daskcluster.gallery.manifest import DayRecord, GalleryError, Manifest, read_manifest
@@ -137,7 +138,8 @@ def plan_day(input_path: str | Path, gallery: str | Path, cfg: Config, day: str 
     checksum = input_checksum(files)
     skip = _check_order(manifest, day, checksum, force)
     n_shards = manifest.n_shards if manifest else shard_count(cfg, dim or estimate_dim(infos, cfg.ingest))
-    partitions = plan_partitions(infos, dim or estimate_dim(infos, cfg.ingest), cfg.ingest)
+    backend = resolve_backend_name(cfg.backend)
+    partitions = plan_partitions(infos, dim or estimate_dim(infos, cfg.ingest), cfg.ingest, backend)
     plan = DayPlan(
         day,
         Path(gallery),

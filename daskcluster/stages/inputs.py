@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from daskcluster.backends import partition_mb
 from daskcluster.config import IngestConfig
 
 log = logging.getLogger(__name__)
@@ -149,9 +150,16 @@ def modal_length(histograms: list[dict[int, int]], feature: str) -> int:
     return min(counts, key=lambda length: (-counts[length], length))
 
 
-def plan_partitions(infos: list[InputFile], dim: int, cfg: IngestConfig) -> list[PartitionSpec]:
-    """Split the files into row ranges of about ``ingest.partition_mb`` of float32 features each."""
-    rows = max(256, int(cfg.partition_mb * 2**20 // (4 * dim)))
+def partition_rows(cfg: IngestConfig, dim: int, backend: str) -> int:
+    """Rows per partition: about ``ingest.partition_mb`` of float32 features (0: what suits ``backend``, see
+    :func:`daskcluster.backends.partition_mb`), at least 256."""
+    mb = cfg.partition_mb or partition_mb(backend)
+    return max(256, int(mb * 2**20 // (4 * dim)))
+
+
+def plan_partitions(infos: list[InputFile], dim: int, cfg: IngestConfig, backend: str) -> list[PartitionSpec]:
+    """Split the files into row ranges of :func:`partition_rows` each (``backend``: resolved, cpu or gpu)."""
+    rows = partition_rows(cfg, dim, backend)
     specs: list[PartitionSpec] = []
     for info in infos:
         for start in range(0, info.num_rows, rows):

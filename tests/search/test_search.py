@@ -1,18 +1,24 @@
 import pickle
 
 import numpy as np
+import pytest
 
 from daskcluster.config import SearchConfig
+from daskcluster.run.executor import InProcessExecutor
 from daskcluster.search import (
     IndexSpec,
     build_shard,
     choose_index,
     edge_recall,
     merge_topk,
+    probe,
     sample_rows,
     search_shard,
     train_quantizer,
 )
+from daskcluster.search.fanout import search_all
+
+from ..conftest import CountingDask, CountingInProcess
 
 
 def _unit(n, d, seed):
@@ -79,3 +85,49 @@ def test_edge_recall_is_by_id_and_skips_self():
     assert edge_recall(approx, exact, 0.5) == (2, 3)
     assert edge_recall(approx, exact, 0.5, self_ids=np.array([5])) == (1, 2)
     assert edge_recall(exact, exact, 0.5, self_ids=np.array([5])) == (2, 2)
+
+
+def _fanout_inputs():
+    """Five IVF shards (sizes 0 to 900) whose vectors repeat across shards (ties broken by id), three query
+    partitions, and the shared quantizer."""
+    xb = _unit(400, 16, 3)
+    xb = np.concatenate([xb, xb[:300], xb[:200]])  # duplicates in other shards: equal similarities
+    ids = np.random.default_rng(4).permutation(len(xb)).astype(np.int64)
+    centroids = train_quantizer([sample_rows(ids, xb, 900)], 8, 900, "cpu")
+    bounds = [0, 0, 150, 400, 700, 900]
+    shard_args = [(ids[a:b], xb[a:b], IndexSpec(8, 3), centroids, "cpu") for a, b in zip(bounds, bounds[1:])]
+    queries = [_unit(n, 16, 5 + n) for n in (30, 1, 45)]
+    return shard_args, queries, centroids
+
+
+def _fanout(ex, shard_args, queries, centroids):
+    shards = ex.wait("load-shard", ex.spread("load-shard", build_shard, shard_args))
+    coarse = (np.asarray, centroids, 3, "cpu")
+    return ex.gather(search_all(ex, "assign", shards, queries, search_shard, 4, coarse, min_sim=0.1))
+
+
+def test_search_all_groups_by_worker_and_equals_one_merge_of_every_shard():
+    shard_args, queries, centroids = _fanout_inputs()
+    shards = [build_shard(*a) for a in shard_args]
+    want = []
+    for q in queries:
+        coarse = probe(q, centroids, 3, "cpu")
+        want.append(merge_topk([search_shard(s, q, 4, 0.1, coarse) for s in shards], 4))
+    for homes, n_homes in ((None, 1), (["w0", "w1", "w0", "w2", "w1"], 3), (["a", "b", "c", "d", "e"], 5)):
+        ex = CountingInProcess(homes)
+        got = _fanout(ex, shard_args, queries, centroids)
+        assert ex.counts["assign-search"] == len(queries) * n_homes
+        assert ex.counts["assign-probe"] == len(queries)
+        for g, w in zip(got, want):
+            assert all(np.array_equal(a, b) for a, b in zip(g, w))
+
+
+@pytest.mark.distributed
+def test_search_all_on_two_workers_equals_in_process(client):
+    shard_args, queries, centroids = _fanout_inputs()
+    want = _fanout(InProcessExecutor(), shard_args, queries, centroids)
+    ex = CountingDask(client)
+    got = _fanout(ex, shard_args, queries, centroids)
+    assert ex.counts["assign-search"] == len(queries) * 2  # spread: shards on both workers
+    for g, w in zip(got, want):
+        assert all(np.array_equal(a, b) for a, b in zip(g, w))
