@@ -11,7 +11,7 @@ __all__ = ["OTHER", "STAGE_TASKS", "TASK_STAGE", "stage_of"]
 
 STAGE_TASKS: dict[str, tuple[str, ...]] = {
     "ingest": ("ingest", "dim-scan"),
-    "dedupe": ("id-buckets", "gallery-ids", "bucket", "duplicates", "dedupe", "reasons"),
+    "dedupe": ("id-buckets", "gallery-ids", "bucket", "duplicates", "id-lookup", "dedupe", "reasons"),
     "prepare": ("prepare", "centre-load", "centre-sum", "centre-mean"),
     "load-shard": ("load-shard",),
     "assign-train": ("assign-sample", "assign-train", "assign-quantizer"),
@@ -45,8 +45,9 @@ STAGE_TASKS: dict[str, tuple[str, ...]] = {
         "vertex-ids",
         "components",
     ),
-    "centre-update": ("centre-sums", "new-centres", "sums", "labels", "centre-update"),
-    "write": ("write-shard", "write-assignments", "commit"),
+    "centre-update": ("centre-sums", "new-centres", "sums", "sums-reduce", "labels", "centre-update"),
+    "write": ("write-shard", "write-delta", "write-assignments", "write-ids", "ids-merge", "commit"),
+    "compact": ("compact-load", "compact-write"),
     "consolidate": (
         "consolidate-load",
         "consolidate-eligible",
