@@ -83,7 +83,49 @@ def add_projection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale-nprobe", type=int, default=64, help="gallery IVF lists probed at scale")
     p.add_argument("--scale-knn-nlist", type=int, default=0, help="k-NN IVF lists at scale (0 = choose_index)")
     p.add_argument("--scale-knn-nprobe", type=int, default=0, help="k-NN lists probed at scale (0 = choose_index)")
+    p.add_argument(
+        "--scale-partition-mb",
+        type=float,
+        default=0.0,
+        help="feature MB per partition at scale (0 = 1024 for a worker speed-up > 1, a GPU-class worker; the "
+        "config's ingest.partition_mb, 64, for x1)",
+    )
+    p.add_argument(
+        "--scale-knn-shards",
+        type=int,
+        default=0,
+        help="k-NN graph shards at scale (0 = the unassigned features / search.shard_mb, as the code groups them)",
+    )
+    p.add_argument("--scale-id-buckets", type=int, default=64, help="face-id index buckets (fixed per gallery)")
+    p.add_argument(
+        "--scale-history-days", type=int, default=365, help="committed days the face-id index holds at scale"
+    )
+    p.add_argument("--bloom-bits", type=float, default=10.0, help="Bloom filter bits per face id")
+    p.add_argument(
+        "--compact-fraction",
+        type=float,
+        default=0.25,
+        help="compaction when the deltas' rows exceed this fraction of the base (gallery.compact_fraction)",
+    )
+    p.add_argument(
+        "--scale-changed-fraction",
+        type=float,
+        default=1.0,
+        help="distinct clusters changed per assigned face (1 = every assigned face's cluster: the upper bound)",
+    )
     p.add_argument("--net-gbps", type=float, default=10.0, help="network bandwidth per worker, Gbit/s")
+    p.add_argument(
+        "--storage-gbps",
+        type=float,
+        default=10.0,
+        help="bandwidth per worker to the gallery's store (reads and writes), Gbit/s",
+    )
+    p.add_argument(
+        "--scheduler-tasks-per-s",
+        type=float,
+        default=0.0,
+        help="scheduler throughput at scale (0 = the measured probe's)",
+    )
     p.add_argument(
         "--worker-speedup",
         type=float,
@@ -112,7 +154,11 @@ def model_and_projection(args: argparse.Namespace, cfg: Config, rec1: dict, rec2
     projections = model.projections(args, cfg, rec1, rec2)
     for g in projections:
         out.emit(meta(args, kind="projection", **model.round_tree(g)))
-    return [tables.model_table(rec1["prefixes"], rec2["prefixes"]), tables.projection_table(args, projections)]
+    return [
+        tables.model_table(rec1["prefixes"], rec2["prefixes"]),
+        tables.parameters_table(model.parameters(args, cfg, rec1, rec2)),
+        tables.projection_table(args, projections),
+    ]
 
 
 def memory_report(

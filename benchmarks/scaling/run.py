@@ -93,6 +93,7 @@ class RunData:
     samples: dict[str, list[tuple]]  # process -> (time, rss, cpu s, machine busy s | None)
     sched_tasks_per_s: float
     warm_s: float
+    memory_probe: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------- on the cluster
@@ -106,6 +107,29 @@ def warm_up() -> int:
     a = np.random.default_rng(0).standard_normal((512, 64), dtype=np.float32)
     _ = a @ a.T
     return os.getpid()
+
+
+def memory_probe(rows: int = 65_536, dim: int = 256, rounds: int = 3) -> dict[str, float]:
+    """The worker's memory rates, for the tasks the cost model costs by them (the best of ``rounds``):
+    ``copy_bytes_per_s``, rows of a 64 MB float32 table copied into a random order (``gallery-index`` copies
+    the centres into IVF list order); ``random_reads_per_s``, 8-byte reads at random positions of a 128 MB array
+    (a blocked Bloom filter probe reads one such word)."""
+    rng = np.random.default_rng(0)
+    table, order = rng.standard_normal((rows, dim), dtype=np.float32), rng.permutation(rows)
+    words, at = np.zeros(2**24, np.uint64), rng.integers(0, 2**24, 2**22)
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return max(min(times), 1e-9)
+
+    return {
+        "copy_bytes_per_s": table.nbytes / best(lambda: np.take(table, order, axis=0)),
+        "random_reads_per_s": len(at) / best(lambda: words[at]),
+    }
 
 
 def transfer_logs(dask_worker: Any) -> dict[str, list[dict]]:
@@ -152,17 +176,20 @@ def local_cluster(workers: int, cfg: Config) -> Iterator[Client]:
         yield client
 
 
-def prepare_cluster(client: Client, args: argparse.Namespace) -> tuple[float, float, int]:
-    """Plugins, warm-up and the scheduler probe; the samplers started. (tasks/s, warm-up seconds, scheduler pid)"""
+def prepare_cluster(client: Client, args: argparse.Namespace) -> tuple[float, float, int, dict[str, float]]:
+    """Plugins, warm-up, the scheduler and memory probes; the samplers started. (tasks/s, warm-up seconds,
+    scheduler pid, the slowest worker's memory rates)"""
     t0 = time.perf_counter()
     client.register_plugin(BackendThreads(args.backend, 1))
     client.register_plugin(RssPlugin(args.sample_period))
     client.run(warm_up)
     rate = probe_scheduler(client, args.probe_tasks)
+    rates = list(client.run(memory_probe).values())
+    mem = {k: min(r[k] for r in rates) for k in rates[0]}
     warm_s = time.perf_counter() - t0
     scheduler_pid = client.run_on_scheduler(start_scheduler_sampler, args.sample_period)
     client.run(worker_samples)  # drop the warm-up samples
-    return rate, warm_s, scheduler_pid
+    return rate, warm_s, scheduler_pid, mem
 
 
 def collect(client: Client, driver: Sampler, scheduler_pid: int) -> tuple[dict, dict, dict[str, str]]:
@@ -182,7 +209,7 @@ def collect(client: Client, driver: Sampler, scheduler_pid: int) -> tuple[dict, 
 def measure(
     client: Client, args: argparse.Namespace, cfg: Config, label: str, workers: int, n: int, gallery: Path
 ) -> RunData:
-    rate, warm_s, scheduler_pid = prepare_cluster(client, args)
+    rate, warm_s, scheduler_pid, mem = prepare_cluster(client, args)
     driver = Sampler(args.sample_period, machine=True).start()
     clock = StageClock()
     t_start, p0 = time.time(), time.perf_counter()
@@ -192,7 +219,7 @@ def measure(
     driver.stop()
     samples, transfers, names = collect(client, driver, scheduler_pid)
     tasks = [{**t, "worker": names.get(t.get("worker"), t.get("worker"))} for t in ts.data]
-    return RunData(label, workers, n, result, wall, t_start, t_end, clock, tasks, transfers, samples, rate, warm_s)
+    return RunData(label, workers, n, result, wall, t_start, t_end, clock, tasks, transfers, samples, rate, warm_s, mem)
 
 
 def run_config(args: argparse.Namespace, cfg: Config, label: str, workers: int, n: int) -> RunData:
@@ -324,6 +351,7 @@ def run_record(args: argparse.Namespace, run: RunData) -> dict[str, Any]:
         stage_seconds={k: r3(v) for k, v in s.get("stage_seconds", {}).items()},
         scheduler_tasks_per_s=round(run.sched_tasks_per_s, 1),
         warm_up_s=r3(run.warm_s),
+        memory_probe={k: round(v, 1) for k, v in run.memory_probe.items()},
         counts={k: s.get(k) for k in COUNTS},
         unassigned=(s.get("faces_valid", 0) or 0) - (s.get("assigned", 0) or 0),
         prefixes={

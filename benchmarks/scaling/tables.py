@@ -10,7 +10,7 @@ from typing import Any
 
 from benchmarks.common import format_table
 from benchmarks.scaling.memory import MB, cpu_by_stage, process_order, vertices
-from benchmarks.scaling.model import MODEL_TEXT, STAGES, stage_sums
+from benchmarks.scaling.model import GB, MODEL_TEXT, RETRAIN_STAGE, STAGES, stage_of, stage_sums
 from benchmarks.scaling.run import RunData, by_prefix, components_worker, r3, stage_order
 from daskcluster.run.tasks import OTHER
 
@@ -166,17 +166,48 @@ def projected_stages(projections: list[dict]) -> list[str]:
     return [
         s
         for s in STAGES
-        if s != "assign-train" and any(p["stages"][s]["wall_s"] or p["stages"][s]["tasks"] for p in projections)
+        if s != RETRAIN_STAGE and any(p["stages"][s]["wall_s"] or p["stages"][s]["tasks"] for p in projections)
     ]
+
+
+SUB_ROWS = {  # the task names shown under their stage
+    "dedupe": ("id-lookup",),
+    "assign": ("assign-probe", "assign-search", "gallery-index"),
+    "edges": ("knn-search",),
+    "centre-update": ("centre-update",),
+    "write": ("write-delta", "ids-merge"),
+}
+
+
+def parameters_table(params: dict[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.0f}" if v >= 1000 else f"{v:.4g}"
+        return ", ".join(f"{x:g}" for x in v) if isinstance(v, list) else str(v)
+
+    return _md("**Projection parameters**", ["parameter", "value"], [[k, fmt(v)] for k, v in params.items()], "ll")
+
+
+def _gb(x: float) -> str:
+    return _s(x / GB)
+
+
+def _largest(p: dict, n: int = 6) -> str:
+    """The task names that take longest in one projection, and its scheduling."""
+    daily = {k: v for k, v in p["prefix_wall_s"].items() if stage_of(k) != RETRAIN_STAGE}
+    top = sorted(daily.items(), key=lambda kv: -kv[1])[:n]
+    names = ", ".join(f"{k} {_s(v)} s" for k, v in top)
+    return f"{p['workers']} w x{p['worker_speedup']:g}: {names}; scheduling {_s(p['scheduling_s'])} s"
 
 
 def projection_table(args: argparse.Namespace, projections: list[dict]) -> str:
     qs = projections[0]["quantities"]
     title = (
-        f"**Projection**: {args.scale_faces:,.0f} faces/day against {args.scale_clusters:,.0f} clusters, "
-        f"gallery IVF{qs['nla']},Flat nprobe={args.scale_nprobe}, k-NN IVF{int(qs['nlk'])} probing "
-        f"{qs['pk']:.4f}, unassigned {qs['U'] / qs['F']:.3f}, {args.net_gbps:g} Gbit/s per worker; "
-        f"seconds (W workers x worker speed-up)"
+        f"**Projection**: {args.scale_faces:,.0f} faces/day x d={args.dim} against {args.scale_clusters:,.0f} "
+        f"clusters (base + deltas, compaction at {args.compact_fraction:g}), gallery IVF{qs['nla']},Flat "
+        f"nprobe={args.scale_nprobe}, k-NN IVF{int(qs['nlk'])} probing {qs['pk']:.4f}, unassigned "
+        f"{qs['U'] / qs['F']:.3f}, {args.net_gbps:g} Gbit/s network and {args.storage_gbps:g} Gbit/s store per "
+        f"worker; seconds per day (W workers x worker speed-up)"
     )
     head = ["stage", *(f"{p['workers']} w x{p['worker_speedup']:g}" for p in projections)]
 
@@ -185,22 +216,29 @@ def projection_table(args: argparse.Namespace, projections: list[dict]) -> str:
 
     cells = []
     for s in projected_stages(projections):
-        cells.append(row(s, lambda p, s=s: p["stages"][s]["wall_s"]))
-        if s == "assign":
-            cells += [
-                row(f"... of which {sub}", lambda p, sub=sub: p["prefix_wall_s"].get(sub))
-                for sub in ("assign-search", "gallery-index")
-            ]
+        cells.append(row(s + (" (amortised)" if s == "compact" else ""), lambda p, s=s: p["stages"][s]["wall_s"]))
+        cells += [
+            row(f"... of which {sub}", lambda p, sub=sub: p["prefix_wall_s"].get(sub)) for sub in SUB_ROWS.get(s, ())
+        ]
     cells += [
         row("**total**", lambda p: p["total_s"], lambda v: f"**{_s(v)}**"),
-        row("efficiency vs 8 workers", lambda p: p.get("efficiency_vs_8")),
+        row("**efficiency vs 8 workers**", lambda p: p.get("efficiency_vs_8"), lambda v: f"**{_s(v)}**"),
+        row("tasks per day", lambda p: p["tasks"], lambda v: f"{v:,.0f}"),
         row("of which scheduling s", lambda p: p["scheduling_s"]),
-        row("tasks", lambda p: p["tasks"], lambda v: f"{v:,.0f}"),
-        row("assign-search if quantized once", lambda p: p["assign_search_if_quantized_once_s"]),
-        row("quantizer retrain (not daily)", lambda p: p["retrain_quantizer"]["wall_s"]),
-        row("gallery GB per worker (centres)", lambda p: p["gallery_gb_per_worker"]),
+        row("store read + write s (all stages)", lambda p: p["io_s"]),
+        row("network s (all stages)", lambda p: p["network_s"]),
+        row("GB written per day", lambda p: p["bytes_written"], _gb),
+        row("GB read from the store per day", lambda p: p["bytes_read"], _gb),
+        row("GB over the network per day", lambda p: p["bytes_network"], _gb),
+        row("partitions P", lambda p: p["quantities"]["P"], lambda v: f"{v:,.0f}"),
+        row("compaction day s (not amortised)", lambda p: p["compaction_day_s"]),
+        row("compaction every (days)", lambda p: p["compaction_every_days"]),
+        row("quantizer retrain + re-list s (not daily)", lambda p: p["retrain_quantizer"]["wall_s"]),
+        row("retrain every (days, gallery x4)", lambda p: p["retrain_every_days"]),
+        row("gallery GB per worker (centre rows)", lambda p: p["gallery_gb_per_worker"]),
     ]
-    return _md(title, head, cells)
+    largest = "\n".join(f"- {_largest(p)}" for p in projections if p["workers"] == max(args.scale_workers))
+    return _md(title, head, cells) + "\n\nLongest task names (s per day) at the most workers:\n" + largest
 
 
 # --------------------------------------------------------------------------------------------- (c) memory
