@@ -129,6 +129,9 @@ class GalleryConfig(_Section):
     compact_fraction: float = Field(
         0.5, gt=0, description="compact (fold the deltas into a new base) once their rows exceed this x the base"
     )
+    id_buckets: int = Field(
+        64, ge=1, le=65536, description="face-id index buckets (id hash), fixed at the first day: ~workers or more"
+    )
     quality_max_faces: int = Field(
         1_000_000, ge=0, description="the summary scores the whole gallery (reads every assignment) up to this size"
     )

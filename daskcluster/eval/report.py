@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import yaml
 
 from daskcluster.eval.metrics import evaluate
 from daskcluster.gallery.manifest import atomic_write_bytes
+from daskcluster.gallery.store import gpath, parquet_file, read_table
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +21,9 @@ def labelled_assignments(files: list[Path]) -> tuple[np.ndarray, np.ndarray] | N
     """(labels, cluster ids) of every face in ``files`` that has a ``label`` column, else None."""
     labels, clusters = [], []
     for f in files:
-        schema = pq.read_schema(f)
-        if "label" not in schema.names:
+        if "label" not in parquet_file(f).schema_arrow.names:
             return None
-        t = pq.read_table(f, columns=["cluster_id", "label"])
+        t = read_table(f, columns=["cluster_id", "label"])
         labels.append(t.column("label").to_numpy(zero_copy_only=False))
         clusters.append(t.column("cluster_id").to_numpy())
     if not labels:
@@ -48,6 +47,6 @@ def quality(files: list[Path], lineage: tuple[np.ndarray, np.ndarray] | None = N
 
 
 def write_report(report_dir: Path, summary: dict, config: dict) -> None:
-    report_dir.mkdir(parents=True, exist_ok=True)
+    report_dir = gpath(report_dir)
     atomic_write_bytes(report_dir / "summary.json", json.dumps(summary, indent=1, default=str).encode())
     atomic_write_bytes(report_dir / "config.yaml", yaml.safe_dump(config, sort_keys=True).encode())

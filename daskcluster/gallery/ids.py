@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from daskcluster.gallery.manifest import GalleryError, atomic_write_bytes
+from daskcluster.gallery.store import gpath, load_npy, parquet_file, read_table
 from daskcluster.search.sampling import id_hash
 
 __all__ = [
@@ -137,17 +138,17 @@ def write_bucket(root: str | Path, run: str, bucket: int, ids: np.ndarray) -> in
     parquet, bloom = bucket_files(run, bucket)
     buf = pa.BufferOutputStream()
     pq.write_table(pa.table({"face_id": ids}, schema=ID_SCHEMA), buf, row_group_size=ROW_GROUP)
-    atomic_write_bytes(Path(root) / parquet, buf.getvalue().to_pybytes())
+    atomic_write_bytes(gpath(root) / parquet, buf.getvalue().to_pybytes())
     npy = io.BytesIO()
     np.save(npy, bloom_bits(ids), allow_pickle=False)
-    atomic_write_bytes(Path(root) / bloom, npy.getvalue())
+    atomic_write_bytes(gpath(root) / bloom, npy.getvalue())
     return len(ids)
 
 
 def _read_bloom(root: str | Path, run: str, bucket: int) -> np.ndarray:
-    path = Path(root) / bucket_files(run, bucket)[1]
+    path = gpath(root) / bucket_files(run, bucket)[1]
     with _reading(path):
-        words = np.load(path, allow_pickle=False)
+        words = load_npy(path)
         if words.dtype != np.uint64 or words.ndim != 1 or len(words) == 0:
             raise ValueError(f"expected a non-empty 1-d uint64 array, got {words.dtype} {words.shape}")
     return words
@@ -156,9 +157,9 @@ def _read_bloom(root: str | Path, run: str, bucket: int) -> np.ndarray:
 def read_bucket(root: str | Path, run: str, bucket: int, near: np.ndarray | None = None) -> np.ndarray:
     """The sorted ids of one bucket of a run; with ``near`` (sorted), only the row groups whose min..max range
     holds one of them (the rest cannot match, so a lookup reads what its hits need)."""
-    path = Path(root) / bucket_files(run, bucket)[0]
+    path = gpath(root) / bucket_files(run, bucket)[0]
     with _reading(path):
-        pf = pq.ParquetFile(path)
+        pf = parquet_file(path)
         col = pf.schema_arrow.get_field_index("face_id")
         if col < 0:
             raise KeyError("no face_id column")
@@ -288,7 +289,7 @@ def index_bytes(root: str | Path, index: dict) -> int:
     for run in run_paths(index):
         for b in range(index["buckets"]):
             for rel in bucket_files(run, b):
-                path = Path(root) / rel
+                path = gpath(root) / rel
                 with _reading(path):
                     total += path.stat().st_size
     return total
@@ -299,9 +300,9 @@ def rebuild(root: str | Path, face_id_files: list, version: int, n_buckets: int 
     gallery-relative) written as one level-0 run at ``run_dir(version, 0)``; return the index record."""
     parts = [np.empty(0, np.int64)]
     for rel in face_id_files:
-        path = Path(root) / rel
+        path = gpath(root) / rel
         with _reading(path):
-            col = pq.read_table(path, columns=["face_id"]).column("face_id")
+            col = read_table(path, columns=["face_id"]).column("face_id")
             if col.null_count:
                 raise ValueError(f"{col.null_count} null face ids")
             parts.append(col.to_numpy().astype(np.int64, copy=False))

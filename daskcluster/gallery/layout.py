@@ -19,6 +19,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from daskcluster.gallery.store import gpath
 
 __all__ = [
     "MANIFEST",
@@ -40,9 +43,9 @@ def version_dir(kind: str, version: int, day: str | None = None) -> str:
     return f"{base}/v{version:06d}"
 
 
-def shard_file(snapshot_dir: str | Path, shard: int) -> Path:
-    """One shard's table in a snapshot directory."""
-    return Path(snapshot_dir) / f"shard-{shard:05d}.parquet"
+def shard_file(snapshot_dir: str | Path, shard: int) -> Any:
+    """One shard's table in a snapshot directory (local or an object-store URL)."""
+    return gpath(snapshot_dir) / f"shard-{shard:05d}.parquet"
 
 
 def quantizer_path(version: int) -> str:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from daskcluster.gallery.layout import lineage_path
 from daskcluster.gallery.manifest import GalleryError, Manifest, atomic_write_bytes
+from daskcluster.gallery.store import gpath, read_table
 
 __all__ = [
     "LINEAGE_SCHEMA",
@@ -63,9 +64,9 @@ def read_lineage(gallery: str | Path, manifest: Manifest) -> pa.Table:
     if rel is None:
         return LINEAGE_SCHEMA.empty_table()
     try:
-        return pq.read_table(Path(gallery) / rel).select(LINEAGE_SCHEMA.names).cast(LINEAGE_SCHEMA)
+        return read_table(gpath(gallery) / rel).select(LINEAGE_SCHEMA.names).cast(LINEAGE_SCHEMA)
     except (OSError, KeyError, pa.ArrowException) as exc:
-        raise GalleryError(f"{Path(gallery) / rel}: unreadable lineage ({exc})") from exc
+        raise GalleryError(f"{gpath(gallery) / rel}: unreadable lineage ({exc})") from exc
 
 
 def _step(ids: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:

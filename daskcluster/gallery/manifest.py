@@ -22,16 +22,26 @@ import io
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from daskcluster.gallery.layout import MANIFEST, version_dir  # noqa: F401  (version_dir: re-exported)
+from daskcluster.gallery.store import (  # noqa: F401  (atomic_write_bytes, load_npy: re-exported)
+    atomic_write_bytes,
+    gpath,
+    is_remote,
+    listing,
+    load_npy,
+    put_if_absent,
+    read_table,
+    remove_tree,
+    write_parquet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +119,22 @@ class Manifest:
         return max((d.day for d in self.days), default=None)
 
 
+MANIFESTS = "_manifests"  # on an object store: _manifests/vNNNNNN.json, one per committed version
+
+
+def manifest_path(gallery: str | Path) -> Any:
+    """Where the manifest in force is: ``manifest.json`` locally; on an object store the newest numbered one
+    (None when there is none)."""
+    root = gpath(gallery)
+    if not is_remote(root):
+        return root / MANIFEST
+    found = listing(root / MANIFESTS, "v*.json")
+    return found[-1] if found else None
+
+
 def read_manifest(gallery: str | Path) -> Manifest | None:
-    path = Path(gallery) / MANIFEST
-    if not path.exists():
+    path = manifest_path(gallery)
+    if path is None or not path.exists():
         return None
     try:
         raw = json.loads(path.read_text())
@@ -124,44 +147,27 @@ def read_manifest(gallery: str | Path) -> Manifest | None:
     return manifest
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same directory, fsync, rename over ``path``, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def write_manifest(gallery: str | Path, manifest: Manifest) -> None:
-    """Commit: atomically replace ``manifest.json`` (in the current format)."""
+    """Commit (in the current format): locally an atomic replace of ``manifest.json``; on an object store a
+    new ``_manifests/v<version>.json`` written only if absent, so of two writers of one version one fails."""
     data = json.dumps(asdict(manifest) | {"format": FORMAT_VERSION}, indent=1, sort_keys=True).encode()
-    atomic_write_bytes(Path(gallery) / MANIFEST, data)
+    root = gpath(gallery)
+    if not is_remote(root):
+        atomic_write_bytes(root / MANIFEST, data)
+        return
+    target = root / MANIFESTS / f"v{manifest.version:06d}.json"
+    if not put_if_absent(target, data):
+        raise GalleryError(f"{target}: version {manifest.version} was committed by another writer first")
 
 
 def remove_uncommitted(gallery: str | Path, rel_dirs: list[str]) -> None:
-    """Delete what a failed run wrote, and the directories it created that are now empty."""
-    root = Path(gallery)
+    """Delete what a failed run wrote, and the local directories it created that are now empty."""
+    root = gpath(gallery)
     for rel in rel_dirs:
         target = root / rel
-        if target.is_file():
-            target.unlink()
-        shutil.rmtree(target, ignore_errors=True)
+        remove_tree(target)
+        if is_remote(root):
+            continue
         for parent in target.parents:
             if parent == root or not parent.is_relative_to(root):
                 break
@@ -174,14 +180,14 @@ def remove_uncommitted(gallery: str | Path, rel_dirs: list[str]) -> None:
 def write_npy_atomic(array: np.ndarray, path: str | Path) -> None:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
-def load_npy(path: str | Path) -> np.ndarray:
-    return np.load(path, allow_pickle=False)
-
-
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+def write_parquet_atomic(table: pa.Table, path: Any) -> None:
+    path = gpath(path)
+    if is_remote(path):
+        write_parquet(table, path)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
@@ -190,18 +196,18 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def assignment_files(gallery: str | Path, days: list[DayRecord]) -> list[Path]:
+def assignment_files(gallery: str | Path, days: list[DayRecord]) -> list:
     """The assignment files of ``days``, in day order."""
-    root = Path(gallery)
-    return [f for d in sorted(days, key=lambda r: r.day) for f in sorted((root / d.assignments).glob("*.parquet"))]
+    root = gpath(gallery)
+    return [f for d in sorted(days, key=lambda r: r.day) for f in listing(root / d.assignments, "*.parquet")]
 
 
-def committed_assignment_files(gallery: str | Path, manifest: Manifest | None) -> list[Path]:
+def committed_assignment_files(gallery: str | Path, manifest: Manifest | None) -> list:
     return [] if manifest is None else assignment_files(gallery, manifest.days)
 
 
 def read_face_ids(path: str | Path) -> np.ndarray:
-    return pq.read_table(path, columns=["face_id"])[0].to_numpy()
+    return read_table(path, columns=["face_id"])[0].to_numpy()
 
 
 def now_utc() -> str:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 
 from daskcluster.gallery.manifest import write_parquet_atomic
+from daskcluster.gallery.store import gpath
 from daskcluster.stages.ingest import Part
 
 DROP_FROM_ASSIGNMENTS = ("_file", "_row")
@@ -41,9 +40,9 @@ def write_outputs(
 ) -> tuple[int, int]:
     """The ``write-assignments`` task; returns (rows written, rows quarantined)."""
     name = f"part-{part.index:05d}.parquet"
-    write_parquet_atomic(assignments_table(part, new_labels, id_column), Path(assign_dir) / name)
+    write_parquet_atomic(assignments_table(part, new_labels, id_column), gpath(assign_dir) / name)
     n_bad = 0
     if part.bad is not None and part.bad.num_rows:
-        write_parquet_atomic(part.bad, Path(quarantine_dir) / name)
+        write_parquet_atomic(part.bad, gpath(quarantine_dir) / name)
         n_bad = part.bad.num_rows
     return len(part), n_bad

@@ -19,6 +19,7 @@ from daskcluster.gallery.manifest import (
     write_parquet_atomic,
 )
 from daskcluster.gallery.retention import bytes_by_kind
+from daskcluster.gallery.store import gpath, read_table
 from daskcluster.gallery.tables import SnapshotRef, shard_rows
 from daskcluster.stages.inputs import InputError, discover_inputs
 
@@ -35,7 +36,7 @@ def face_clusters(gallery: str | Path) -> pa.Table:
     lineage in force to the cluster that absorbed them (the assignments keep the ids they were written with)."""
     manifest = _manifest(gallery)
     files = committed_assignment_files(gallery, manifest)
-    tables = [pq.read_table(f, columns=["face_id", "cluster_id"]) for f in files]
+    tables = [read_table(f, columns=["face_id", "cluster_id"]) for f in files]
     if not tables:
         return pa.table({"face_id": pa.array([], pa.int64()), "cluster_id": pa.array([], pa.int64())})
     return resolve_table(pa.concat_tables(tables), read_lineage(gallery, manifest))
@@ -43,7 +44,7 @@ def face_clusters(gallery: str | Path) -> pa.Table:
 
 def export_assignments(gallery: str | Path, out: str | Path) -> int:
     table = face_clusters(gallery)
-    write_parquet_atomic(table, Path(out))
+    write_parquet_atomic(table, gpath(out))
     return table.num_rows
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from daskcluster.gallery import ids
 from daskcluster.gallery.layout import MANIFEST
-from daskcluster.gallery.manifest import DayRecord, Manifest, write_manifest
+from daskcluster.gallery.manifest import MANIFESTS, DayRecord, Manifest, write_manifest
+from daskcluster.gallery.store import gpath, listing, remove_tree, tree_bytes
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +34,13 @@ _DAY_KINDS = ("assignments", "quarantine", "reports")  # day=D/vNNNNNN per commi
 
 def paths_bytes(root: str | Path, rels: list[str]) -> int:
     """Bytes of the files at (or under) the gallery-relative paths ``rels`` that exist."""
-    total = 0
-    for rel in rels:
-        p = Path(root) / rel
-        if p.is_file():
-            total += p.stat().st_size
-        elif p.is_dir():
-            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-    return total
+    return sum(tree_bytes(gpath(root) / rel) for rel in rels)
 
 
 def bytes_by_kind(root: str | Path) -> dict[str, int]:
     """Bytes on disk per kind (top-level directory), the manifest included."""
     out = {kind: paths_bytes(root, [kind]) for kind in KINDS}
-    out["manifest"] = paths_bytes(root, [MANIFEST])
+    out["manifest"] = paths_bytes(root, [MANIFEST, MANIFESTS])
     return out
 
 
@@ -83,9 +76,9 @@ def _candidates(root: Path) -> list[str]:
     """The version-named entries of a gallery: ``kind/vNNNNNN...`` and ``kind/day=D/vNNNNNN``."""
     out = []
     for kind in _STATE_KINDS:
-        out += [f"{kind}/{p.name}" for p in sorted((root / kind).glob("v*"))]
+        out += [f"{kind}/{p.name}" for p in listing(root / kind, "v*")]
     for kind in _DAY_KINDS:
-        out += [f"{kind}/{d.name}/{p.name}" for d in sorted((root / kind).glob("day=*")) for p in sorted(d.glob("v*"))]
+        out += [f"{kind}/{d.name}/{p.name}" for d in listing(root / kind, "day=*") for p in listing(d, "v*")]
     return out
 
 
@@ -114,9 +107,10 @@ class VacuumResult:
 
 def vacuum(root: str | Path, manifest: Manifest, keep: int, dry_run: bool = False) -> VacuumResult:
     """Remove what no retained state points to (``keep`` > 0: the states after the last ``keep`` days); the
-    dropped states' day records are marked ``vacuumed``, so a forced re-run that needs one says so. Entries of
+    dropped states' day records are marked ``vacuumed`` (a new manifest version), so a forced re-run that needs
+    one says so. Entries of
     versions newer than the manifest (a run in progress) are never touched."""
-    root = Path(root)
+    root = gpath(root)
     keep_paths = referenced(manifest, keep)
     doomed = [r for r in _candidates(root) if r not in keep_paths and _version_of(r) <= manifest.version]
     doomed += _old_profiles(root, manifest, keep)
@@ -126,12 +120,10 @@ def vacuum(root: str | Path, manifest: Manifest, keep: int, dry_run: bool = Fals
     kept = set(result.kept_days)
     days = [d if d.day in kept or d.vacuumed else dataclasses.replace(d, vacuumed=True) for d in manifest.days]
     if days != manifest.days:
-        write_manifest(root, dataclasses.replace(manifest, days=days))  # first: no record points at a removed file
+        # committed first (as a new version: a manifest is never rewritten in place), so that no record a
+        # reader trusts points at a file about to be removed
+        write_manifest(root, dataclasses.replace(manifest, version=manifest.version + 1, days=days))
     for rel in doomed:
-        target = root / rel
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
+        remove_tree(root / rel)
     log.info("vacuum: removed %d entries (%d bytes)", len(doomed), result.bytes_freed)
     return result

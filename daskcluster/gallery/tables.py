@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from daskcluster.gallery.layout import shard_file
 from daskcluster.gallery.manifest import GalleryError, write_parquet_atomic
+from daskcluster.gallery.store import gpath, read_table
 from daskcluster.stages.centres import CentreTable, empty_shard
 
 __all__ = ["SnapshotRef", "load_shard", "shard_rows", "write_delta", "write_shard"]
@@ -43,8 +43,8 @@ class SnapshotRef:
         if record is None or record.snapshot is None:
             return cls(None)
         return cls(
-            str(Path(root) / record.snapshot),
-            tuple(str(Path(root) / d) for d in record.deltas),
+            str(gpath(root) / record.snapshot),
+            tuple(str(gpath(root) / d) for d in record.deltas),
             record.lists,
             record.delta_rows,
             record.base_rows,
@@ -56,7 +56,7 @@ class SnapshotRef:
 
 def _read(path: Path) -> pa.Table:
     try:
-        return pq.read_table(path)
+        return read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise GalleryError(f"{path}: unreadable centre table ({exc})") from exc
 

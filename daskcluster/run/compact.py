@@ -28,6 +28,7 @@ from daskcluster.gallery.manifest import (
     write_manifest,
 )
 from daskcluster.gallery.retention import vacuum
+from daskcluster.gallery.store import gpath
 from daskcluster.gallery.tables import SnapshotRef, load_shard, write_shard
 from daskcluster.run.executor import Progress, as_executor
 from daskcluster.search import nearest_lists
@@ -77,7 +78,7 @@ def compact_gallery(
     args = None if relist is None else (relist[0], relist[1])
     try:
         with ex.current():
-            work = [(snapshot, s, manifest.dim, str(Path(gallery) / rel), args) for s in range(manifest.n_shards)]
+            work = [(snapshot, s, manifest.dim, str(gpath(gallery) / rel), args) for s in range(manifest.n_shards)]
             rows = sum(ex.gather(ex.wait("compact-write", ex.spread("compact-write", _compacted, work))))
         note = {
             "version": version,

@@ -30,6 +30,7 @@ from daskcluster.gallery.manifest import (
     remove_uncommitted,
     write_manifest,
 )
+from daskcluster.gallery.store import gpath
 from daskcluster.gallery.tables import SnapshotRef, load_shard, write_shard
 from daskcluster.run.executor import Progress, as_executor
 from daskcluster.search import choose_index, quantizer
@@ -256,7 +257,7 @@ def consolidate_gallery(
     if manifest.snapshot is None or manifest.n_clusters < 2:
         return dataclasses.replace(nothing, message="nothing to merge: the gallery has fewer than two clusters")
     ex = as_executor(client, progress)
-    job = _Job(ex, cfg, Path(gallery), manifest, resolve_backend_name(cfg.backend))
+    job = _Job(ex, cfg, gpath(gallery), manifest, resolve_backend_name(cfg.backend))
     with ex.current():
         tables, done, n_rounds = _merge_rounds(job, rounds)
         if not done:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from daskcluster.eval.report import quality, write_report
 from daskcluster.gallery import ids
@@ -17,6 +16,7 @@ from daskcluster.gallery.manifest import (
     write_npy_atomic,
 )
 from daskcluster.gallery.retention import paths_bytes
+from daskcluster.gallery.store import listing
 from daskcluster.run.day import Day, DayCounts
 
 __all__ = ["commit_day", "day_summary", "state"]
@@ -55,7 +55,7 @@ def day_summary(day: Day, counts: DayCounts, timings: dict[str, float], tasks: d
     quality of the day's clusters and (while the gallery holds at most ``gallery.quality_max_faces``) of the
     whole gallery's (ids resolved through the consolidation lineage)."""
     plan = day.plan
-    today = sorted(Path(day.path(plan.outputs.assignments)).glob("*.parquet"))
+    today = listing(day.path(plan.outputs.assignments), "*.parquet")
     summary = {
         "day": plan.day,
         "version": plan.version,
@@ -126,7 +126,7 @@ def commit_day(ex, day: Day, counts: DayCounts, summary: dict, quantizer, new_me
     q = _written(ex, day, quantizer and quantizer.centroids, base.quantizer, out.quantizer, trained)
     pre = _written(ex, day, new_mean, base.preprocess, out.preprocess, {"centre": out.preprocess})
     summary["bytes_written"] = paths_bytes(plan.gallery, [p for p in out.paths() if p != out.report])
-    write_report(Path(day.path(out.report)), summary, day.cfg.to_dict())
+    write_report(day.path(out.report), summary, day.cfg.to_dict())
     stats = {k: summary[k] for k in ("bytes_read", "bytes_written", "stage_tasks", "stage_seconds") if k in summary}
     record = _day_record(day, counts, q, pre, tables, stats)
     manifest = Manifest(

@@ -73,7 +73,7 @@ def _dedupe(ex, day: Day, parts: list) -> tuple[list, list, dict]:
     """Duplicates within the day and against the face-id index, bucketed by id hash across tasks: a day's
     work follows its own ids (the index's Bloom filters, and the runs only where they report a hit)."""
     base = day.plan.base
-    index = base.id_index or (_rebuilt_index(ex, day) if base.days else ids.empty_index())
+    index = base.id_index or (_rebuilt_index(ex, day) if base.days else ids.empty_index(day.cfg.gallery.id_buckets))
     n_b, root = index["buckets"], str(day.plan.gallery)
     buckets = [ex.submit("id-buckets", ingest.bucket_ids, p, n_b) for p in parts]
     found = [

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from daskcluster.gallery import outputs
+from daskcluster.gallery.manifest import load_npy
 from daskcluster.gallery.tables import write_delta, write_shard
 from daskcluster.run.day import Day
 from daskcluster.search import nearest_lists
@@ -53,7 +54,7 @@ def day_lists(ex, day: Day, trained: bool, centroids) -> Lists:
         return Lists(None, None, False)
     path = base.quantizer["path"]
     if centroids is None:
-        centroids = ex.submit("assign-quantizer", np.load, day.path(path), allow_pickle=False)
+        centroids = ex.submit("assign-quantizer", load_npy, day.path(path))
     return Lists(centroids, path, base.lists != path)
 
 

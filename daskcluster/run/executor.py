@@ -159,10 +159,29 @@ class DaskExecutor(Executor):
     def report(self, filename: str) -> contextlib.AbstractContextManager:
         from distributed import performance_report
 
-        return performance_report(filename=filename)
+        if "://" not in filename:
+            return performance_report(filename=filename)
+        return _uploaded_report(filename)
 
     def scatter(self, value: Any) -> Any:
         return self.client.scatter(value)
+
+
+@contextlib.contextmanager
+def _uploaded_report(url: str):
+    """Dask's performance report, written locally and then to ``url`` (an object store)."""
+    import tempfile
+
+    from distributed import performance_report
+
+    from daskcluster.gallery.store import atomic_write_bytes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = f"{tmp}/dask-report.html"
+        with performance_report(filename=local):
+            yield
+        with open(local, "rb") as fh:
+            atomic_write_bytes(url, fh.read())
 
 
 class Done:

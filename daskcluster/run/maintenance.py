@@ -20,6 +20,7 @@ from daskcluster.gallery.manifest import (
     write_manifest,
     write_npy_atomic,
 )
+from daskcluster.gallery.store import gpath
 from daskcluster.gallery.tables import SnapshotRef, load_shard
 from daskcluster.run.compact import compact_gallery
 from daskcluster.run.executor import InProcessExecutor
@@ -53,7 +54,7 @@ def retrain_quantizer(gallery: str | Path, cfg: Config) -> dict:
     centroids = ex.gather(trained.centroids)
     record = {"path": rel, "nlist": spec.nlist}
     try:
-        write_npy_atomic(centroids, Path(gallery) / rel)
+        write_npy_atomic(centroids, gpath(gallery) / rel)
         compact_gallery(ex, gallery, cfg, relist=(centroids, resolve_backend_name(cfg.backend), record))
     except BaseException:
         remove_uncommitted(gallery, [rel])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from daskcluster.backends import resolve_backend_name
 from daskcluster.config import Config
 from daskcluster.gallery.manifest import remove_uncommitted
+from daskcluster.gallery.store import remove_tree
 from daskcluster.run.compact import maintain_after_day
 from daskcluster.run.day import Day, DayCounts
 from daskcluster.run.day_assign import assign_day
@@ -90,7 +90,7 @@ def run_day(
     except BaseException:
         remove_uncommitted(plan.gallery, plan.outputs.paths())
         if not root_existed:
-            shutil.rmtree(plan.gallery, ignore_errors=True)
+            remove_tree(plan.gallery)
         raise
     result = DayResult("committed", plan.day, f"day {plan.day} committed as version {plan.version}", summary)
     result.summary["maintenance"] = maintain_after_day(plan.gallery, cfg)

@@ -12,6 +12,7 @@ from daskcluster.backends import resolve_backend_name
 from daskcluster.config import Config
 from daskcluster.gallery.layout import DayOutputs, day_outputs
 from daskcluster.gallery.manifest import DayRecord, GalleryError, Manifest, read_manifest
+from daskcluster.gallery.store import gpath
 from daskcluster.stages.inputs import (
     InputError,
     InputFile,
@@ -142,7 +143,7 @@ def plan_day(input_path: str | Path, gallery: str | Path, cfg: Config, day: str 
     partitions = plan_partitions(infos, dim or estimate_dim(infos, cfg.ingest), cfg.ingest, backend)
     plan = DayPlan(
         day,
-        Path(gallery),
+        gpath(gallery),
         files,
         infos,
         dim,

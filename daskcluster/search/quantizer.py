@@ -7,10 +7,12 @@ centroids do not depend on how the data is partitioned.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
 import numpy as np
 
 from daskcluster.backends import get_backend
@@ -30,7 +32,9 @@ def train_quantizer(
 
 
 def _load(path: str) -> np.ndarray:
-    return np.load(path, allow_pickle=False)
+    """The stored centroids (a local path or an fsspec URL)."""
+    with fsspec.open(path, "rb") as fh:
+        return np.load(io.BytesIO(fh.read()), allow_pickle=False)
 
 
 @dataclass
