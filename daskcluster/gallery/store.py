@@ -23,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from daskcluster.stages.fs import gpath, is_remote, parquet_file
+
 __all__ = [
     "atomic_write_bytes",
     "gpath",
@@ -36,22 +38,6 @@ __all__ = [
     "tree_bytes",
     "write_parquet",
 ]
-
-
-def gpath(where: Any) -> Any:
-    """A path of the gallery's filesystem: ``Path`` for a local path (or ``file://``), ``UPath`` for a URL."""
-    if not isinstance(where, str | os.PathLike) and hasattr(where, "fs"):
-        return where
-    text = str(where)
-    if "://" in text and not text.startswith("file://"):
-        from upath import UPath
-
-        return UPath(text)
-    return Path(text.removeprefix("file://"))
-
-
-def is_remote(p: Any) -> bool:
-    return hasattr(p, "fs") and hasattr(p, "protocol") and p.protocol not in ("", "file", "local")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -133,11 +119,6 @@ def read_table(path: Any, **kw: Any) -> pa.Table:
     if is_remote(path):
         return pq.read_table(path.path, filesystem=path.fs, **kw)
     return pq.read_table(path, **kw)
-
-
-def parquet_file(path: Any) -> pq.ParquetFile:
-    path = gpath(path)
-    return pq.ParquetFile(path.fs.open(path.path, "rb")) if is_remote(path) else pq.ParquetFile(path)
 
 
 def load_npy(path: Any) -> np.ndarray:

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from daskcluster.backends import partition_mb
 from daskcluster.config import IngestConfig
+from daskcluster.stages.fs import gpath, is_remote, parquet_file
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +51,22 @@ class PartitionSpec:
 
 
 def discover_inputs(path: str | Path) -> list[Path]:
-    """The Parquet files of a day: the file itself, or every ``*.parquet`` below a directory, sorted."""
-    p = Path(path)
+    """The Parquet files of a day: the file itself, or every ``*.parquet`` below a directory, sorted (a local
+    path or an fsspec URL)."""
+    p = gpath(path)
+    if is_remote(p):
+        p.fs.invalidate_cache()
     if not p.exists():
         raise InputError(f"input {p} does not exist")
-    files = sorted(f for f in p.rglob("*.parquet") if f.is_file()) if p.is_dir() else [p]
+    files = sorted((f for f in p.rglob("*.parquet") if f.is_file()), key=str) if p.is_dir() else [p]
     if not files:
         raise InputError(f"input {p} holds no .parquet files")
     return files
 
 
 def infer_day(path: str | Path) -> str | None:
-    match = DAY_RE.search(str(Path(path).resolve()))
+    p = gpath(path)
+    match = DAY_RE.search(str(p if is_remote(p) else p.resolve()))
     return match.group(1) if match else None
 
 
@@ -78,7 +82,7 @@ def _check_feature_type(path: Path, field: pa.Field) -> int | None:
 def inspect_file(path: Path, cfg: IngestConfig) -> InputFile:
     """Read one file's footer and check the schema of the day format."""
     try:
-        meta = pq.ParquetFile(path)
+        meta = parquet_file(path)
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
     schema = meta.schema_arrow
@@ -123,7 +127,7 @@ def estimate_dim(infos: list[InputFile], cfg: IngestConfig) -> int:
     """Mean list length from the Parquet footers (values / rows), to size partitions before any read."""
     values = rows = 0
     for info in infos:
-        meta = pq.ParquetFile(info.path).metadata
+        meta = parquet_file(info.path).metadata
         col = next(j for j in range(meta.num_columns) if meta.schema.column(j).path.split(".")[0] == cfg.feature_column)
         for g in range(meta.num_row_groups):
             values += meta.row_group(g).column(col).num_values
@@ -173,7 +177,7 @@ def input_checksum(files: list[Path]) -> str:
     for f in files:
         h.update(f.name.encode())
         h.update(str(f.stat().st_size).encode())
-        with open(f, "rb") as fh:
+        with f.open("rb") as fh:
             fh.seek(max(0, f.stat().st_size - 65536))
             h.update(fh.read())
     return h.hexdigest()
@@ -181,7 +185,7 @@ def input_checksum(files: list[Path]) -> str:
 
 def read_rows(spec: PartitionSpec) -> pa.Table:
     """Rows ``[start, stop)`` of the file, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(spec.file)
+    pf = parquet_file(spec.file)
     groups, first, offset = [], None, 0
     for g in range(pf.metadata.num_row_groups):
         n = pf.metadata.row_group(g).num_rows

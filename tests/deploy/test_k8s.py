@@ -657,3 +657,17 @@ def test_cpu_daskjob_commands_run_a_day_as_local_processes(tmp_path):
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+def test_every_daskjob_container_takes_the_object_store_secret(daskjob):
+    """A gallery at s3://...: the runner, scheduler and workers all get the keys and endpoint from one Secret."""
+    spec = daskjob["spec"]
+    pods = [
+        spec["job"]["spec"],
+        spec["cluster"]["spec"]["scheduler"]["spec"],
+        spec["cluster"]["spec"]["worker"]["spec"],
+    ]
+    containers = [c for pod in pods for c in pod["containers"]]
+    assert len(containers) == 3
+    for c in containers:
+        assert {"secretRef": {"name": "daskcluster-object-store", "optional": True}} in c["envFrom"], c["name"]

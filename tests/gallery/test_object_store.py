@@ -57,20 +57,26 @@ def days(tmp_path_factory):
 
 
 def test_three_days_on_s3_equal_the_same_days_on_a_local_disk(s3, days, tmp_path):
+    """Input and gallery both in the bucket; the workers read and write there."""
     cfg = make_config("gallery.keep_versions=2", "gallery.id_buckets=4")
     url = f"{s3}/three-days"
     assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    fs = s3fs.S3FileSystem()
+    for d in days:
+        fs.put(str(d), f"{BUCKET}/input/{d.name}", recursive=True)
+    inputs = [f"{s3}/input/{d.name}" for d in days]  # the day is read off the day=YYYY-MM-DD URL
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR) as lc,
         Client(lc) as client,
     ):
-        remote = [run_day(client, d, url, cfg) for d in days]
+        remote = [run_day(client, d, url, cfg) for d in inputs]
     local = [run_day(InProcessExecutor(), d, tmp_path / "g", cfg) for d in days]
     assert [r.status for r in remote] == ["committed"] * 3
+    assert [r.day for r in remote] == [r.day for r in local]
+    assert all(r.summary["input"][0].startswith(f"{s3}/input/day=") for r in remote)
     assert face_clusters(url).equals(face_clusters(tmp_path / "g"))
     m = read_manifest(url)
     assert m.n_faces == read_manifest(tmp_path / "g").n_faces == sum(r.summary["faces_valid"] for r in local)
-    fs = s3fs.S3FileSystem()
     fs.invalidate_cache()
     versions = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{BUCKET}/three-days/_manifests"))
     assert versions[-1] == f"v{m.version:06d}.json" and len(versions) == m.version
