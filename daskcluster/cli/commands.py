@@ -29,7 +29,9 @@ SET_OPTION = click.option(
     metavar="KEY=VALUE",
     help="Override one config key, e.g. --set assign.threshold=0.6 (repeatable).",
 )
-GALLERY_OPTION = click.option("--gallery", required=True, type=click.Path(file_okay=False), help="Gallery directory.")
+GALLERY_OPTION = click.option(
+    "--gallery", required=True, type=click.Path(file_okay=False), help="Gallery directory, or URL (s3://bucket/g)."
+)
 
 
 class RichStageProgress:
@@ -116,7 +118,13 @@ SCHEDULER_OPTION = click.option("--scheduler", help="Address of an existing Dask
 
 
 @main.command("run-day")
-@click.option("--input", "input_path", required=True, type=click.Path(), help="Parquet file or directory.")
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(),
+    help="Parquet file or directory, or their URL (s3://...).",
+)
 @GALLERY_OPTION
 @click.option("--day", help="YYYY-MM-DD (default: from a day=YYYY-MM-DD input path).")
 @CONFIG_OPTION
@@ -230,12 +238,15 @@ def retrain(gallery, config_file, overrides) -> None:
     )
 
 
+def cluster_job_options(f):
+    """The options of a gallery job on a Dask cluster: --gallery, --config, --set, --workers, --scheduler."""
+    for option in (SCHEDULER_OPTION, WORKERS_OPTION, SET_OPTION, CONFIG_OPTION, GALLERY_OPTION):
+        f = option(f)
+    return f
+
+
 @main.command()
-@GALLERY_OPTION
-@CONFIG_OPTION
-@SET_OPTION
-@WORKERS_OPTION
-@SCHEDULER_OPTION
+@cluster_job_options
 def compact(gallery, config_file, overrides, workers, scheduler) -> None:
     """Fold the gallery's deltas into a new base, committed as a new version (run-day also does it by the
     gallery.compact_fraction rule)."""
@@ -294,11 +305,7 @@ def rebuild_ids(gallery) -> None:
 
 
 @main.command()
-@GALLERY_OPTION
-@CONFIG_OPTION
-@SET_OPTION
-@WORKERS_OPTION
-@SCHEDULER_OPTION
+@cluster_job_options
 @click.option(
     "--rounds",
     default=1,
