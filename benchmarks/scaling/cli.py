@@ -96,7 +96,12 @@ def add_projection_options(p: argparse.ArgumentParser) -> None:
         default=0,
         help="k-NN graph shards at scale (0 = the unassigned features / search.shard_mb, as the code groups them)",
     )
-    p.add_argument("--scale-id-buckets", type=int, default=64, help="face-id index buckets (fixed per gallery)")
+    p.add_argument(
+        "--scale-id-buckets",
+        type=int,
+        default=Config().gallery.id_buckets,
+        help="face-id index buckets (gallery.id_buckets, fixed per gallery)",
+    )
     p.add_argument(
         "--scale-history-days", type=int, default=365, help="committed days the face-id index holds at scale"
     )
@@ -104,7 +109,7 @@ def add_projection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--compact-fraction",
         type=float,
-        default=0.25,
+        default=Config().gallery.compact_fraction,
         help="compaction when the deltas' rows exceed this fraction of the base (gallery.compact_fraction)",
     )
     p.add_argument(
