@@ -31,8 +31,8 @@ bytes are scaled from the measured day to a ``--scale-faces`` day against a ``--
 they are proportional to; a name the measured run does not have is costed at the per-unit rate of a measured
 name doing the same work (``write-delta``, ``compact-write``: ``write-shard`` per row; ``compact-load``:
 ``load-shard`` per row; ``sums-reduce``: ``centre-sums`` per face; ``write-ids``, ``ids-merge``: ``id-buckets``
-per id), else at a machine rate (dot products at the measured ``assign-search``'s rate, copies and random reads
-at the probe's):
+per id), else at a machine rate (dot products at the measured ``assign-search``'s rate, rows given their nearest
+IVF list at ``assign-probe``'s, copies and random reads at the memory probe's):
 
 ================  ==========================================================  =================  ==============
 stage             compute (and store bytes) scale with                        tasks              bytes moved

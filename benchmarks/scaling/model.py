@@ -296,9 +296,11 @@ UNITS: dict[str, Callable[[dict], float]] = {
     # fractions of days
     "compact": lambda q: 1.0 / q["nc"],
 }
-DOT_UNITS = ("dots_a", "dots_k", "train_a", "train_k", "C_nla", "D_nla", "U_nlk", "F_nla")
+DOT_UNITS = ("dots_a", "dots_k", "train_a", "train_k", "U_nlk", "F_nla")
+QUANTIZE_UNITS = ("C_nla", "D_nla")  # rows given their nearest IVF list: at the measured assign-probe's rate
 RATE_OF = {
     **{u: "dot" for u in DOT_UNITS},
+    **{u: "quantize" for u in QUANTIZE_UNITS},
     "Cb": "copy",
     "hit_bytes": "copy",
     "FRk": "reads",
@@ -489,20 +491,25 @@ class Rates:
     copied and random 8-byte reads (the run's memory probe); the scheduler's tasks per second."""
 
     dot: float
+    quantize: float
     copy: float
     reads: float
     scheduler: float
     source: str
 
     def of(self, kind: str) -> float:
-        return {"dot": self.dot, "copy": self.copy, "reads": self.reads}[kind]
+        return {"dot": self.dot, "quantize": self.quantize, "copy": self.copy, "reads": self.reads}[kind]
 
 
 def rates(args: argparse.Namespace, rec1: dict, rec2: dict, qm_compute: dict) -> Rates:
     probe = rec1.get("memory_probe") or {}
     sched = getattr(args, "scheduler_tasks_per_s", 0) or rec2["scheduler_tasks_per_s"]
+    measured = merge_measured(rec1["prefixes"])
+    dots = dot_rate(measured, qm_compute)
+    probe_s = measured.get("assign-probe", {}).get("compute_s", 0.0)
     return Rates(
-        dot_rate(merge_measured(rec1["prefixes"]), qm_compute),
+        dots,
+        UNITS["F_nla"](qm_compute) / probe_s if probe_s and qm_compute["nla"] else dots,
         probe.get("copy_bytes_per_s") or DEFAULT_COPY_BYTES_PER_S,
         probe.get("random_reads_per_s") or DEFAULT_RANDOM_READS_PER_S,
         sched,
@@ -553,7 +560,7 @@ def _measured_cpu(pr: Projection, p: str, m: PrefixModel) -> tuple[float, str]:
     cm = pr.compute.get(p, {})
     cpu_m = cm.get("compute_s", 0.0)
     if p == "centre-update" and pr.quantized_rows_m:
-        cpu_m = max(0.0, cpu_m - pr.quantized_rows_m * pr.qm_compute["nla"] / pr.rates.dot)
+        cpu_m = max(0.0, cpu_m - pr.quantized_rows_m * pr.qm_compute["nla"] / pr.rates.quantize)
     if m.own and cm.get("tasks") and UNITS[m.work](pr.qm_compute):
         return cpu_m * _ratio(m.work, pr.qs, pr.qm_compute), "measured"
     for name, unit in m.proxies:
@@ -647,7 +654,7 @@ def project(pr: Projection) -> dict[str, Any]:
     }
     retrain = per_stage.pop(RETRAIN_STAGE)
     compaction = sum(v["wall_s"] for p, v in per_name.items() if MODELS.get(p, DEFAULT_MODEL).amortised)
-    relist = UNITS["C_nla"](pr.qs) / pr.rates.dot / pr.speedup / max(1.0, min(pr.w, pr.qs["Sg"]))
+    relist = UNITS["C_nla"](pr.qs) / pr.rates.quantize / pr.speedup / max(1.0, min(pr.w, pr.qs["Sg"]))
     qs = pr.qs
     return {
         "workers": pr.w,
@@ -710,6 +717,7 @@ def parameters(args: argparse.Namespace, cfg: Config, rec1: dict, rec2: dict) ->
         "net_gbps_per_worker": args.net_gbps,
         "storage_gbps_per_worker": args.storage_gbps,
         "dot_rate_per_s": r.dot,
+        "quantize_dots_per_s": r.quantize,
         "copy_bytes_per_s": r.copy,
         "random_reads_per_s": r.reads,
         "machine_rates_from": r.source,

@@ -218,6 +218,8 @@ def test_efficiency_and_parameters():
     ):
         assert key in params, key
     assert params["copy_bytes_per_s"] == 3e9 and params["machine_rates_from"] == "memory probe of the run"
+    assert params["dot_rate_per_s"] == pytest.approx(F_M * C_M * 32 / 256 / 6.5)  # assign-search: F x C x nprobe/nlist
+    assert params["quantize_dots_per_s"] == pytest.approx(F_M * 256 / 0.4)  # assign-probe: F x nlist
     text = tables.parameters_table(params) + tables.projection_table(args, list(proj.values()))
     for label in (
         "GB written per day",
