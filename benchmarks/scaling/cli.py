@@ -118,7 +118,14 @@ def add_projection_options(p: argparse.ArgumentParser) -> None:
         default=1.0,
         help="distinct clusters changed per assigned face (1 = every assigned face's cluster: the upper bound)",
     )
-    p.add_argument("--net-gbps", type=float, default=10.0, help="network bandwidth per worker, Gbit/s")
+    p.add_argument("--net-gbps", type=float, default=10.0, help="network bandwidth per CPU worker (x1), Gbit/s")
+    p.add_argument(
+        "--gpu-net-gbps",
+        type=float,
+        default=100.0,
+        help="network bandwidth per GPU-class worker (speed-up > 1), Gbit/s: GPU nodes carry InfiniBand/RoCE of "
+        "100-400 Gbit/s per GPU",
+    )
     p.add_argument(
         "--storage-gbps",
         type=float,

@@ -78,10 +78,32 @@ def gallery_centres(args: argparse.Namespace) -> np.ndarray:
     return centres
 
 
-def write_snapshot(args: argparse.Namespace, root: Path, centres: np.ndarray) -> str:
-    """Cluster ``i`` in shard ``i % --shards``, counted ``--cluster-count`` faces; the snapshot's directory."""
+def write_quantizer(args: argparse.Namespace, cfg: Config, root: Path, centres: np.ndarray) -> dict | None:
+    """The gallery's IVF quantizer, as a committed day would have left it (None while the index rule says
+    flat), so that the measured day reuses it and its stored list ids, as a normal day does."""
+    from daskcluster.backends import get_backend, resolve_backend_name
+    from daskcluster.gallery.layout import quantizer_path
+    from daskcluster.gallery.manifest import write_npy_atomic
+    from daskcluster.search import choose_index, sample_rows, train_size
+
+    spec = choose_index(len(centres), cfg.search)
+    if spec.is_flat:
+        return None
+    ids = np.arange(len(centres), dtype=np.int64)
+    _, sample = sample_rows(ids, centres, train_size(spec, cfg.search))
+    centroids = get_backend(resolve_backend_name(cfg.backend)).train_quantizer(sample, spec.nlist, 1234)
+    write_npy_atomic(centroids, root / quantizer_path(1))
+    return {"path": quantizer_path(1), "nlist": spec.nlist, "centroids": centroids}
+
+
+def write_snapshot(
+    args: argparse.Namespace, root: Path, centres: np.ndarray, quantizer: dict | None = None, backend: str = "cpu"
+) -> str:
+    """Cluster ``i`` in shard ``i % --shards``, counted ``--cluster-count`` faces, listed under ``quantizer``;
+    the snapshot's directory."""
     from daskcluster.gallery.layout import version_dir
     from daskcluster.gallery.tables import write_shard
+    from daskcluster.search import nearest_lists
     from daskcluster.stages.centres import CentreTable
 
     snapshot = version_dir("snapshots", 1)
@@ -97,16 +119,28 @@ def write_snapshot(args: argparse.Namespace, root: Path, centres: np.ndarray) ->
                 np.full(len(ids), day),
                 np.full(len(ids), day),
                 np.ones(len(ids), bool),
+                None if quantizer is None else nearest_lists(quantizer["centroids"], centres[ids], backend),
             ),
             root / snapshot,
         )
     return snapshot
 
 
-def write_base_manifest(args: argparse.Namespace, cfg: Config, root: Path, snapshot: str) -> None:
-    """One synthetic committed day whose assignments directory is empty, and no stored quantizer."""
+def write_base_manifest(
+    args: argparse.Namespace, cfg: Config, root: Path, snapshot: str, quantizer: dict | None = None
+) -> None:
+    """One synthetic committed day whose assignments directory is empty (and so an empty face-id index), with
+    the quantizer its clusters are listed under."""
+    from daskcluster.gallery import ids
     from daskcluster.gallery.layout import version_dir
     from daskcluster.gallery.manifest import DayRecord, Manifest, now_utc, write_manifest
+
+    stored = None if quantizer is None else {"path": quantizer["path"], "nlist": quantizer["nlist"]}
+    state = {
+        "lists": stored and stored["path"],
+        "base_rows": args.gallery_clusters,
+        "id_index": ids.empty_index(cfg.gallery.id_buckets),
+    }
 
     c = args.gallery_clusters
     assignments, report = version_dir("assignments", 1, BASE_DAY), version_dir("reports", 1, BASE_DAY)
@@ -132,7 +166,8 @@ def write_base_manifest(args: argparse.Namespace, cfg: Config, root: Path, snaps
         n_faces=n_faces,
         n_quarantined=0,
         committed_at=now_utc(),
-        quantizer=None,
+        quantizer=stored,
+        **state,
     )
     write_manifest(
         root,
@@ -145,7 +180,8 @@ def write_base_manifest(args: argparse.Namespace, cfg: Config, root: Path, snaps
             n_clusters=c,
             n_faces=n_faces,
             days=[record],
-            quantizer=None,
+            quantizer=stored,
+            **state,
         ),
     )
 
@@ -158,8 +194,10 @@ def prepare_gallery(args: argparse.Namespace, cfg: Config) -> Path:
         return root
     shutil.rmtree(root, ignore_errors=True)
     t0 = time.perf_counter()
-    snapshot = write_snapshot(args, root, gallery_centres(args))
-    write_base_manifest(args, cfg, root, snapshot)
+    centres = gallery_centres(args)
+    quantizer = write_quantizer(args, cfg, root, centres)
+    snapshot = write_snapshot(args, root, centres, quantizer)
+    write_base_manifest(args, cfg, root, snapshot, quantizer)
     marker.write_text(
         json.dumps({"clusters": args.gallery_clusters, "identities": args.identities, "shards": args.shards})
     )

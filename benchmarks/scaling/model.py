@@ -537,7 +537,9 @@ class Projection:
 
     @property
     def bandwidth(self) -> float:
-        return self.args.net_gbps * 1e9 / 8
+        """Bytes/s per worker: CPU workers' network at x1, GPU-class workers' above."""
+        gbps = self.args.net_gbps if self.speedup <= 1 else getattr(self.args, "gpu_net_gbps", self.args.net_gbps)
+        return gbps * 1e9 / 8
 
     @property
     def storage(self) -> float:
@@ -715,6 +717,7 @@ def parameters(args: argparse.Namespace, cfg: Config, rec1: dict, rec2: dict) ->
         "id_row_group": ID_ROW_GROUP,
         "tree_fan_in": FAN_IN,
         "net_gbps_per_worker": args.net_gbps,
+        "gpu_net_gbps_per_worker": getattr(args, "gpu_net_gbps", args.net_gbps),
         "storage_gbps_per_worker": args.storage_gbps,
         "dot_rate_per_s": r.dot,
         "quantize_dots_per_s": r.quantize,

@@ -206,7 +206,8 @@ def projection_table(args: argparse.Namespace, projections: list[dict]) -> str:
         f"**Projection**: {args.scale_faces:,.0f} faces/day x d={args.dim} against {args.scale_clusters:,.0f} "
         f"clusters (base + deltas, compaction at {args.compact_fraction:g}), gallery IVF{qs['nla']},Flat "
         f"nprobe={args.scale_nprobe}, k-NN IVF{int(qs['nlk'])} probing {qs['pk']:.4f}, unassigned "
-        f"{qs['U'] / qs['F']:.3f}, {args.net_gbps:g} Gbit/s network and {args.storage_gbps:g} Gbit/s store per "
+        f"{qs['U'] / qs['F']:.3f}, {args.net_gbps:g} Gbit/s network "
+        f"(GPU-class: {getattr(args, 'gpu_net_gbps', args.net_gbps):g}) and {args.storage_gbps:g} Gbit/s store per "
         f"worker; seconds per day (W workers x worker speed-up)"
     )
     head = ["stage", *(f"{p['workers']} w x{p['worker_speedup']:g}" for p in projections)]
