@@ -11,6 +11,7 @@ import time
 import pytest
 
 from benchmarks.scaling import cli, model, tables
+from daskcluster.config import Config
 
 F_M, C_M = 20_000, 20_000
 
@@ -285,7 +286,10 @@ def test_bench_scaling_quick(tmp_path, capsys):
 
     # (b) the projection: 8, 32 and 100 workers for each speed-up, positive times, the day's bytes and tasks
     model_rec = next(r for r in records if r["kind"] == "model")
-    assert model_rec["parameters"]["faces_per_day"] == 1e8 and model_rec["parameters"]["compact_fraction"] == 0.25
+    assert (
+        model_rec["parameters"]["faces_per_day"] == 1e8
+        and model_rec["parameters"]["compact_fraction"] == Config().gallery.compact_fraction
+    )
     proj = [r for r in records if r["kind"] == "projection"]
     assert {r["workers"] for r in proj} == {8, 32, 100}
     assert {r["worker_speedup"] for r in proj} == {1.0, 50.0}
