@@ -130,7 +130,7 @@ class GalleryConfig(_Section):
         0.5, gt=0, description="compact (fold the deltas into a new base) once their rows exceed this x the base"
     )
     id_buckets: int = Field(
-        64, ge=1, le=65536, description="face-id index buckets (id hash), fixed at the first day: ~workers or more"
+        0, ge=0, le=65536, description="face-id index buckets, fixed at the first day; 0 = one per 1M faces of it"
     )
     quality_max_faces: int = Field(
         1_000_000, ge=0, description="the summary scores the whole gallery (reads every assignment) up to this size"

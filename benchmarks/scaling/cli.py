@@ -100,7 +100,7 @@ def add_projection_options(p: argparse.ArgumentParser) -> None:
         "--scale-id-buckets",
         type=int,
         default=Config().gallery.id_buckets,
-        help="face-id index buckets (gallery.id_buckets, fixed per gallery)",
+        help="face-id index buckets (gallery.id_buckets, fixed per gallery; 0 = one per 1M faces of a day)",
     )
     p.add_argument(
         "--scale-history-days", type=int, default=365, help="committed days the face-id index holds at scale"

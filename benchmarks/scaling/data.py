@@ -139,7 +139,7 @@ def write_base_manifest(
     state = {
         "lists": stored and stored["path"],
         "base_rows": args.gallery_clusters,
-        "id_index": ids.empty_index(cfg.gallery.id_buckets),
+        "id_index": ids.empty_index(ids.bucket_count(cfg.gallery.id_buckets, args.n)),
     }
 
     c = args.gallery_clusters

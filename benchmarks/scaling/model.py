@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from daskcluster.config import Config
+from daskcluster.run.day_ingest import DEDUPE_TASKS
 from daskcluster.run.tasks import OTHER, STAGE_TASKS, TASK_STAGE
 from daskcluster.search import IndexSpec, choose_index, train_size
 
@@ -245,7 +246,7 @@ UNITS: dict[str, Callable[[dict], float]] = {
     "Cw": lambda q: q["C"] + q["Nn"],  # rows a whole-snapshot write-shard wrote
     "Cc": lambda q: q["C"],  # a compaction writes the base
     "Cc_read": lambda q: q["C"] * (1 + q["f"]),  # and reads it with its deltas
-    "PB2": lambda q: q["P"] * q["B"] + 2 * q["B"],  # a pick per (partition, bucket); dups and new ids per bucket
+    "PB2": lambda q: q["P"] * q["B"] + 2 * q["B"],  # a pick per (partition, bucket group); dups and new ids
     "Sg": lambda q: q["Sg"],
     "Sk": lambda q: q["Sk"],
     "Wg": lambda q: q["Wg"],
@@ -377,6 +378,13 @@ def measured_quantities(rec: dict, cfg: Config, changed: float = 1.0, fraction: 
     }
 
 
+def id_buckets(args: argparse.Namespace) -> int:
+    """The face-id index's buckets at scale: ``--scale-id-buckets``, or (0) the gallery's rule for the day."""
+    from daskcluster.gallery.ids import bucket_count
+
+    return bucket_count(args.scale_id_buckets, int(args.scale_faces))
+
+
 def id_index_reads(f: float, days: int, buckets: int, bits: float) -> dict[str, float]:
     """What a day's duplicate check reads of a face-id index of ``days`` days of ``f`` ids: every run's Bloom
     filter (``bits`` per id) of every bucket, and the row groups of each run the filter's hits fall in (the
@@ -410,7 +418,7 @@ def scale_quantities(args: argparse.Namespace, cfg: Config, qm: dict, w: int, sp
     delta = (f - u) * args.scale_changed_fraction + n_new
     frac, days, bits = args.compact_fraction, args.scale_history_days, args.bloom_bits
     level = math.log(max(days, 1), LSM_FANOUT)
-    reads = id_index_reads(f, days, args.scale_id_buckets, bits)
+    reads = id_index_reads(f, days, id_buckets(args), bits)
     nc = max(1.0, frac * c / max(delta, 1.0))  # days between compactions
     return {
         "F": f,
@@ -436,7 +444,7 @@ def scale_quantities(args: argparse.Namespace, cfg: Config, qm: dict, w: int, sp
         "qk": 0,
         "Nn": n_new,
         "D": delta,
-        "B": args.scale_id_buckets,
+        "B": min(id_buckets(args), DEDUPE_TASKS),  # dedupe tasks: the buckets in groups (run.day_ingest)
         "R": reads["R"],
         "L": level,
         "k": bloom_k(bits),
@@ -709,7 +717,7 @@ def parameters(args: argparse.Namespace, cfg: Config, rec1: dict, rec2: dict) ->
         "centre_row_bytes": 4 * args.dim + ROW_FIXED_BYTES,
         "assignment_row_bytes": ASSIGNMENT_ROW_BYTES,
         "compact_fraction": args.compact_fraction,
-        "id_buckets": args.scale_id_buckets,
+        "id_buckets": id_buckets(args),
         "history_days": args.scale_history_days,
         "bloom_bits_per_id": args.bloom_bits,
         "bloom_fpr": bloom_fpr(args.bloom_bits),

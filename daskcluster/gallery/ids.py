@@ -34,6 +34,7 @@ __all__ = [
     "BLOOM_K",
     "FANOUT",
     "ID_BUCKETS",
+    "bucket_count",
     "ID_SCHEMA",
     "add_run",
     "apply_merges",
@@ -55,7 +56,7 @@ __all__ = [
     "write_run",
 ]
 
-ID_BUCKETS = 64  # default bucket count of a new gallery (fixed at its first day)
+ID_BUCKETS = 64  # the functions' default; a gallery's count is fixed at its first day by bucket_count
 FANOUT = 8  # LSM: this many runs of one level are merged into one run of the next level
 BLOOM_BITS_PER_ID = 10  # with BLOOM_K = 7: about 0.8% false positives
 BLOOM_K = 7
@@ -63,6 +64,15 @@ ROW_GROUP = 65536
 ID_SCHEMA = pa.schema([pa.field("face_id", pa.int64())])
 _BLOOM_SALT = np.uint64(0x5851F42D4C957F2D)  # the filter hashes a re-mix of id_hash, independent of the bucket
 _LOW32 = np.uint64(0xFFFFFFFF)
+
+
+IDS_PER_BUCKET = 1_000_000  # ids a bucket takes a day when the bucket count is chosen from the first day
+
+
+def bucket_count(configured: int, first_day_ids: int) -> int:
+    """The bucket count of a new index: ``configured``, or (0) one per ``IDS_PER_BUCKET`` of the first day's
+    ids (a small gallery gets one bucket: few files and tasks; 100M faces a day get 100)."""
+    return configured or max(1, min(4096, -(-first_day_ids // IDS_PER_BUCKET)))
 
 
 def empty_index(n_buckets: int = ID_BUCKETS) -> dict:

@@ -31,8 +31,9 @@ class Ingested:
     faces_valid: int
     quarantined: int
     quarantine_reasons: dict[str, int]
-    new_ids: list
+    new_ids: list  # per group of id buckets, a handle of {bucket: its new ids}
     id_index: dict
+    id_groups: list  # the groups of id buckets, one dedupe task each (ranges of bucket numbers)
 
 
 @dataclass
@@ -52,6 +53,28 @@ def scan_dim(ex, day: Day) -> int:
     return modal_length(ex.gather(hists), feature)
 
 
+DEDUPE_TASKS = 32  # most duplicate-finding tasks: id buckets are handled in groups (the work is small)
+
+
+def _bucket_groups(n_buckets: int) -> list[range]:
+    size = -(-n_buckets // min(n_buckets, DEDUPE_TASKS))
+    return [range(j, min(j + size, n_buckets)) for j in range(0, n_buckets, size)]
+
+
+def _select(bucketed: list, group: range) -> list:
+    """The ``bucket`` task: one partition's ids of a group of buckets."""
+    return [bucketed[j] for j in group]
+
+
+def _group_duplicates(per_part: list[list], root: str, runs: list[dict], group: range) -> tuple[list, dict]:
+    """The ``duplicates`` task of a group of buckets: the rows to drop, and each bucket's new ids."""
+    drop, new = [], {}
+    for k, j in enumerate(group):
+        found, new[j] = _bucket_duplicates([p[k] for p in per_part], root, runs, j)
+        drop += found
+    return drop, new
+
+
 def _bucket_duplicates(day_ids: list, root: str, runs: list[dict], bucket: int) -> tuple[list, np.ndarray]:
     """The ``duplicates`` task of one id bucket: the rows to drop (repeats within the day, ids the face-id
     index holds) and the bucket's new ids."""
@@ -61,28 +84,37 @@ def _bucket_duplicates(day_ids: list, root: str, runs: list[dict], bucket: int) 
     return ingest.find_duplicates(day_ids, [known]), np.setdiff1d(uniq, known, assume_unique=True)
 
 
-def _rebuilt_index(ex, day: Day) -> dict:
+def _rebuilt_index(ex, day: Day, buckets: int) -> dict:
     """A gallery written before the face-id index: one built from its committed assignments (read once)."""
     files = [str(f) for f in assignment_files(day.plan.gallery, day.plan.base.days)]
     log.warning("the gallery has no face-id index: building one from %d assignment files", len(files))
-    task = ex.submit("id-rebuild", ids.rebuild, str(day.plan.gallery), files, day.plan.version - 1)
+    task = ex.submit("id-rebuild", ids.rebuild, str(day.plan.gallery), files, day.plan.version - 1, buckets)
     return ex.gather(ex.wait("dedupe", [task])[0])
 
 
-def _dedupe(ex, day: Day, parts: list) -> tuple[list, list, dict]:
+def _dedupe(ex, day: Day, parts: list) -> tuple[list, list, dict, list]:
     """Duplicates within the day and against the face-id index, bucketed by id hash across tasks: a day's
     work follows its own ids (the index's Bloom filters, and the runs only where they report a hit)."""
     base = day.plan.base
-    index = base.id_index or (_rebuilt_index(ex, day) if base.days else ids.empty_index(day.cfg.gallery.id_buckets))
-    n_b, root = index["buckets"], str(day.plan.gallery)
-    buckets = [ex.submit("id-buckets", ingest.bucket_ids, p, n_b) for p in parts]
+    buckets = ids.bucket_count(day.cfg.gallery.id_buckets, sum(s.stop - s.start for s in day.plan.partitions))
+    index = base.id_index or (_rebuilt_index(ex, day, buckets) if base.days else ids.empty_index(buckets))
+    root, groups = str(day.plan.gallery), _bucket_groups(index["buckets"])
+    bucketed = [ex.submit("id-buckets", ingest.bucket_ids, p, index["buckets"]) for p in parts]
     found = [
-        ex.submit("duplicates", _bucket_duplicates, [ex.pick("bucket", b, j) for b in buckets], root, index["runs"], j)
-        for j in range(n_b)
+        ex.submit(
+            "duplicates",
+            _group_duplicates,
+            [ex.submit("bucket", _select, b, g) for b in bucketed],
+            root,
+            index["runs"],
+            g,
+        )
+        for g in groups
     ]
     dups = [ex.pick("bucket", f, 0) for f in found]
     new_ids = [ex.pick("bucket", f, 1) for f in found]
-    return [ex.submit("dedupe", ingest.drop_rows, p, dups, day.cfg.ingest) for p in parts], new_ids, index
+    dropped = [ex.submit("dedupe", ingest.drop_rows, p, dups, day.cfg.ingest) for p in parts]
+    return dropped, new_ids, index, groups
 
 
 def _reason_counts(part: ingest.Part) -> Counter:
@@ -95,7 +127,7 @@ def ingest_day(ex, day: Day) -> Ingested:
         "ingest",
         [ex.submit("ingest", ingest.ingest_partition, s, day.dim, day.cfg.ingest) for s in day.plan.partitions],
     )
-    parts, new_ids, index = _dedupe(ex, day, parts)
+    parts, new_ids, index, groups = _dedupe(ex, day, parts)
     parts = ex.wait("dedupe", parts)
     counts = ex.gather([ex.submit("count", ingest.count_rows, p) for p in parts])
     n_ok, n_bad = sum(c[0] for c in counts), sum(c[1] for c in counts)
@@ -106,7 +138,7 @@ def ingest_day(ex, day: Day) -> Ingested:
             f"{n_bad} of {n_ok + n_bad} rows of {day.plan.files[0].parent} are bad (more than "
             f"ingest.max_bad_fraction={limit}); reasons: {dict(reasons.most_common(5))}"
         )
-    return Ingested(parts, n_ok + n_bad, n_ok, n_bad, dict(reasons.most_common()), new_ids, index)
+    return Ingested(parts, n_ok + n_bad, n_ok, n_bad, dict(reasons.most_common()), new_ids, index, groups)
 
 
 def _centre_mean(ex, day: Day, parts: list) -> tuple[object, object]:
@@ -143,20 +175,28 @@ def prepare_day(ex, day: Day, ingested: Ingested) -> Prepared:
     return Prepared(parts, sum(ex.gather([ex.submit("count", _count_low, p) for p in parts])), new_mean)
 
 
-def _merge_after(written: int, root: str, sources: list[dict], target: dict, bucket: int) -> int:
-    """The ``ids-merge`` task of one bucket, after that bucket's own run is written (``written``)."""
-    return ids.merge_bucket(root, sources, target, bucket)
+def _write_group(root: str, run: str, new: dict) -> int:
+    """The ``write-ids`` task of a group of buckets: each bucket's new ids into the day's run."""
+    return sum(ids.write_bucket(root, run, j, ids_j) for j, ids_j in new.items())
+
+
+def _merge_after(written: int, root: str, sources: list[dict], target: dict, group: range) -> int:
+    """The ``ids-merge`` task of a group of buckets, after the group's own run is written (``written``)."""
+    return sum(ids.merge_bucket(root, sources, target, j) for j in group)
 
 
 def write_ids(ex, day: Day, ingested: Ingested) -> dict:
-    """The day's new face ids written as a level-0 run of the face-id index, one ``write-ids`` task per bucket,
+    """The day's new face ids written as a level-0 run of the face-id index, one ``write-ids`` task per group,
     then the LSM merges due (``ids-merge``); returns the index record the day commits."""
     root, run = str(day.plan.gallery), day.plan.outputs.ids
-    written = [ex.submit("write-ids", ids.write_bucket, root, run, j, new) for j, new in enumerate(ingested.new_ids)]
+    written = [ex.submit("write-ids", _write_group, root, run, new) for new in ingested.new_ids]
     n_ids = sum(ex.gather(ex.wait("write", written)))
     index = ids.add_run(ingested.id_index, {"path": run, "level": 0, "ids": n_ids})
     merges = ids.merge_plan(index, day.plan.version)
     for sources, target in merges:
-        written = [ex.submit("ids-merge", _merge_after, w, root, sources, target, j) for j, w in enumerate(written)]
+        written = [
+            ex.submit("ids-merge", _merge_after, w, root, sources, target, g)
+            for w, g in zip(written, ingested.id_groups)
+        ]
         ex.wait("write", written)
     return ids.apply_merges(index, merges)

@@ -70,7 +70,7 @@ def rebuild_id_index(gallery: str | Path) -> dict:
     if manifest is None or not manifest.days:
         raise GalleryError(f"{gallery} has no committed days")
     version = manifest.version + 1
-    buckets = manifest.id_index["buckets"] if manifest.id_index else ids.ID_BUCKETS
+    buckets = manifest.id_index["buckets"] if manifest.id_index else ids.bucket_count(0, manifest.n_faces)
     try:
         index = ids.rebuild(gallery, committed_assignment_files(gallery, manifest), version, buckets)
         days = list(manifest.days)

@@ -126,8 +126,9 @@ def test_design_task_counts_and_budget():
     assert tasks["knn-search"] == q["P"] * q["Wk"]
     assert tasks["sums"] == q["P"] * 100
     assert tasks["sums-reduce"] == 100 * sum(model.tree_levels(q["P"]))
-    assert tasks["id-lookup"] == tasks["write-ids"] == 64
-    assert tasks["bucket"] == q["P"] * 64 + 2 * 64
+    groups = 32  # 100 id buckets (one per 1M faces of a 100M day) in 32 dedupe tasks (run.day_ingest.DEDUPE_TASKS)
+    assert tasks["id-lookup"] == tasks["write-ids"] == groups
+    assert tasks["bucket"] == q["P"] * groups + 2 * groups
     assert tasks["count"] == pytest.approx(11 / 2 * q["P"])  # the measured count per partition
     assert "gallery-ids" not in tasks and "write-shard" not in tasks and "duplicates" not in tasks
     assert p["tasks"] == pytest.approx(sum(v for k, v in tasks.items() if model.stage_of(k) != "assign-train"))

@@ -151,6 +151,7 @@ def test_ids_of_the_first_day_are_refused_without_reading_its_assignments(days, 
     day5 = _with_old_ids(days[4], days[0], tmp_path / "in" / days[4].name, 40)
     result = _run([day5], g, "gallery.quality_max_faces=0")[0]
     assert result.summary["quarantine_reasons"] == {"face_id already in the gallery": 40}
+    assert read_manifest(g).id_index["buckets"] == 1  # a small first day: one bucket (few files, few tasks)
 
 
 def test_a_lost_id_index_is_rebuilt_from_the_assignments(days, tmp_path):
