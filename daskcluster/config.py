@@ -112,11 +112,23 @@ class SearchConfig(_Section):
     exact: bool = False
     flat_below: int = Field(20_000, ge=0, description="database vectors under which flat (exact) search is used")
     nlist: int = Field(0, ge=0, description="IVF lists; 0 = chosen from the data size")
-    nprobe: int = Field(0, ge=0, description="IVF lists probed; 0 = chosen from nlist")
+    nprobe: int = Field(0, ge=0, description="most IVF lists a query probes; 0 = chosen from nlist")
+    gap: float = Field(
+        0.0,
+        ge=0.0,
+        le=2.0,
+        description="probe the lists whose centroid scores within this of the nearest; 0 = chosen per day from "
+        "an exact sample for search.target_recall",
+    )
+    target_recall: float = Field(
+        0.985, gt=0.0, le=1.0, description="edge recall (by id, edges >= the threshold) the chosen gap aims at"
+    )
     train_sample: int = Field(100_000, ge=1000, description="vectors sampled to train the coarse quantizer")
     shard_mb: float = Field(512.0, gt=0, description="features per k-NN graph shard (float32 MB)")
-    audit: bool = False
-    audit_sample: int = Field(2000, ge=10, description="queries checked against exact search when auditing")
+    audit: bool = Field(True, description="report the edge recall on the exact sample's other half")
+    audit_sample: int = Field(
+        2000, ge=10, description="faces searched exactly each day: half choose the probing gap, half audit"
+    )
 
 
 class GalleryConfig(_Section):

@@ -49,9 +49,9 @@ class CpuBackend:
         index.add(xb)
         return index
 
-    def probe(self, centroids: np.ndarray, xq: np.ndarray, nprobe: int) -> np.ndarray:
-        """The ``nprobe`` lists of each query (the blocked IVF groups queries by them)."""
-        return ivf.probe(centroids, xq, nprobe)
+    def probe(self, centroids: np.ndarray, xq: np.ndarray, nprobe: int, gap: float | None = None) -> ivf.Probes:
+        """The lists of each query (the blocked IVF groups queries by them): see :func:`ivf.probe`."""
+        return ivf.probe(centroids, xq, nprobe, gap)
 
     def search(
         self,
@@ -60,7 +60,7 @@ class CpuBackend:
         k: int,
         nprobe: int,
         min_sim: float | None = None,
-        coarse: np.ndarray | None = None,
+        coarse: ivf.Probes | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(index, ivf.BlockedIVF):
             return ivf.search(index, xq, k, nprobe, min_sim, coarse)

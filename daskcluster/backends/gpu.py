@@ -55,7 +55,7 @@ class GpuBackend(CpuBackend):
         index.add(xb)
         return index
 
-    def probe(self, centroids: np.ndarray, xq: np.ndarray, nprobe: int) -> None:
+    def probe(self, centroids: np.ndarray, xq: np.ndarray, nprobe: int, gap: float | None = None) -> None:
         """faiss-gpu quantizes on the device, inside its search."""
         return None
 

@@ -1,11 +1,25 @@
-"""Inverted-file search done as blocked matrix products (CPU).
+"""Inverted-file search done as blocked matrix products (CPU), with threshold-aware probing.
 
 faiss's IVF-Flat scans its lists one query at a time, which on a CPU is barely faster than a BLAS flat
 search for the all-against-all k-NN graph. Here the work is turned around, as faiss ``big_batch_search``
 does: queries are grouped by the lists they probe and every list is scored against all its queries in one
-matrix product; each block keeps only its per-query top-k (at or above ``min_sim`` when given) and the
-candidates are merged at the end. Every candidate's score is the exact inner product. The database is kept
-in list order so a list is one contiguous slice.
+matrix product. Every candidate's score is the exact inner product; the lists only decide which vectors are
+candidates. The database is kept in list order so a list is one contiguous slice.
+
+Where the time goes (``docs/search.md``): on face data most scored pairs are faces of the few most frequent
+identities, which fill the lists they live in, so a per-row top-k selection over every block would cost as much
+as the products themselves. The search therefore runs in two passes:
+
+1. every query against its nearest list only (queries sorted by that list: contiguous slices, no gather);
+   this gives each query ``tau``, its k-th best score so far (at least ``min_sim``);
+2. the other probed lists, keeping only scores ``>= tau`` of the row: a compare and a ``nonzero``, so the
+   per-row top-k selection runs only on the rare rows with more than k such scores.
+
+The result is the exact top-k among the probed lists' members: no candidate under ``tau`` can enter it.
+
+Probing (:func:`probe`) is relative to the nearest list: a query probes the lists whose centroid scores
+within ``gap`` of its best centroid score, at most ``nprobe`` of them. Far from a dense region few lists pass;
+the gap is chosen per day from an exact sample for a target edge recall (``daskcluster.search.calibrate``).
 """
 
 from __future__ import annotations
@@ -15,12 +29,13 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-QUERY_BLOCK = 16_384  # queries scored per pass, bounding the candidate buffers
+QUERY_BLOCK = 65_536  # queries searched per pass: bounds the probe and candidate buffers
 
 
 @dataclass
 class BlockedIVF:
     quantizer: faiss.IndexFlatIP
+    centroids: np.ndarray
     xb: np.ndarray  # database rows in list order
     rows: np.ndarray  # original row number of each row of xb
     offsets: np.ndarray  # list j is xb[offsets[j]:offsets[j + 1]]
@@ -33,13 +48,24 @@ class BlockedIVF:
 def build(xb: np.ndarray, centroids: np.ndarray, lists: np.ndarray | None = None) -> BlockedIVF:
     """The index of ``xb`` over ``centroids``; ``lists`` (each row's nearest centroid, when stored) skips the
     quantization of the rows."""
-    quantizer = faiss.IndexFlatIP(xb.shape[1])
-    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    quantizer = _quantizer(centroids)
     if lists is None:
         lists = nearest_list(quantizer, xb)
     order = np.argsort(lists, kind="stable")
     offsets = np.searchsorted(lists[order], np.arange(len(centroids) + 1))
-    return BlockedIVF(quantizer, np.ascontiguousarray(xb[order]), order.astype(np.int64), offsets)
+    return BlockedIVF(
+        quantizer,
+        np.ascontiguousarray(centroids, dtype=np.float32),
+        np.ascontiguousarray(xb[order]),
+        order.astype(np.int64),
+        offsets,
+    )
+
+
+def _quantizer(centroids: np.ndarray) -> faiss.IndexFlatIP:
+    quantizer = faiss.IndexFlatIP(centroids.shape[1])
+    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    return quantizer
 
 
 def nearest_list(quantizer: faiss.IndexFlatIP, xb: np.ndarray) -> np.ndarray:
@@ -49,41 +75,72 @@ def nearest_list(quantizer: faiss.IndexFlatIP, xb: np.ndarray) -> np.ndarray:
     return quantizer.search(np.ascontiguousarray(xb, dtype=np.float32), 1)[1][:, 0].astype(np.int64)
 
 
-def _block_topk(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and scores of each row's top-k (unordered) of a score block."""
-    if S.shape[1] <= k:
-        cols = np.broadcast_to(np.arange(S.shape[1]), S.shape)
-        return cols, S
-    cols = np.argpartition(-S, k - 1, axis=1)[:, :k]
-    return cols, np.take_along_axis(S, cols, axis=1)
+@dataclass
+class Probes:
+    """The lists a block of queries probes: ``primary[i]`` (the nearest) and, in CSR form, the others:
+    ``others[indptr[i]:indptr[i + 1]]``, int32. Compact enough to travel between tasks."""
+
+    primary: np.ndarray
+    indptr: np.ndarray
+    others: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.primary)
+
+    def __getitem__(self, rows: slice) -> Probes:
+        a, b, _ = rows.indices(len(self))
+        lo, hi = self.indptr[a], self.indptr[b]
+        return Probes(self.primary[a:b], self.indptr[a : b + 1] - lo, self.others[lo:hi])
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(query, list)`` of every non-primary probe, grouped by list (queries ascending within a list)."""
+        q = np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.indptr))
+        order = np.argsort(self.others, kind="stable")
+        return q[order], self.others[order]
+
+    @property
+    def mean(self) -> float:
+        """Lists probed per query."""
+        return 1.0 + len(self.others) / max(1, len(self))
 
 
-def probe(centroids: np.ndarray, xq: np.ndarray, nprobe: int) -> np.ndarray:
-    """The ``nprobe`` lists each query probes (the coarse quantization), (nq, nprobe) int64."""
-    quantizer = faiss.IndexFlatIP(centroids.shape[1])
-    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    return quantizer.search(np.ascontiguousarray(xq, dtype=np.float32), max(1, min(nprobe, len(centroids))))[1]
+PROBE_CHUNK = 8192  # queries scored against the centroids at a time: bounds the (chunk, nlist) score buffer
 
 
-def _candidates(index: BlockedIVF, xq: np.ndarray, k: int, probes: np.ndarray, min_sim: float | None):
-    """(query, row, score) of every kept candidate, for a block of queries and the lists they probe."""
-    q = np.repeat(np.arange(len(xq)), probes.shape[1])
-    lists = probes.ravel()
-    order = np.argsort(lists, kind="stable")
-    q, lists = q[order], lists[order]
-    bounds = np.searchsorted(lists, np.arange(index.nlist + 1))
-    out_q, out_r, out_s = [], [], []
-    for j in np.flatnonzero((np.diff(bounds) > 0) & (np.diff(index.offsets) > 0)):
-        qs = q[bounds[j] : bounds[j + 1]]
-        lo, hi = index.offsets[j], index.offsets[j + 1]
-        cols, scores = _block_topk(xq[qs] @ index.xb[lo:hi].T, k)
-        keep = scores >= min_sim if min_sim is not None else np.ones(scores.shape, bool)
-        out_q.append(np.broadcast_to(qs[:, None], scores.shape)[keep])
-        out_r.append(cols[keep] + lo)
-        out_s.append(scores[keep])
-    if not out_q:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
-    return np.concatenate(out_q), np.concatenate(out_r), np.concatenate(out_s)
+def probe(centroids: np.ndarray, xq: np.ndarray, nprobe: int, gap: float | None = None) -> Probes:
+    """The lists each query probes: its ``nprobe`` nearest centroids or, with ``gap``, those whose centroid
+    score is within ``gap`` of its best (at most ``nprobe``, at least the nearest). Ties go to the lower list."""
+    c = np.ascontiguousarray(centroids, dtype=np.float32)
+    xq = np.ascontiguousarray(xq, dtype=np.float32)
+    nlist = len(c)
+    nprobe = max(1, min(nprobe, nlist))
+    primary, counts, others = [], [], []
+    for start in range(0, len(xq), PROBE_CHUNK):
+        C = xq[start : start + PROBE_CHUNK] @ c.T
+        best = C.argmax(axis=1)
+        rows = np.arange(len(C))
+        if gap is None:
+            sel = np.zeros(C.shape, bool)
+            if nprobe < nlist:
+                sel[rows[:, None], np.argpartition(-C, nprobe - 1, axis=1)[:, :nprobe]] = True
+            else:
+                sel[:] = True
+        else:
+            sel = C >= C[rows, best][:, None] - np.float32(gap)
+            over = np.flatnonzero(np.count_nonzero(sel, axis=1) > nprobe)
+            if len(over):
+                sel[over] = False
+                top = np.argpartition(-C[over], nprobe - 1, axis=1)[:, :nprobe]
+                sel[over[:, None], top] = True
+        sel[rows, best] = False  # the nearest is kept apart
+        flat = np.flatnonzero(sel)
+        primary.append(best.astype(np.int32))
+        counts.append(np.bincount(flat // nlist, minlength=len(C)))
+        others.append((flat % nlist).astype(np.int32))
+    if not primary:
+        return Probes(np.empty(0, np.int32), np.zeros(1, np.int64), np.empty(0, np.int32))
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+    return Probes(np.concatenate(primary), indptr, np.concatenate(others))
 
 
 def _sort_key(q: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -95,6 +152,7 @@ def _sort_key(q: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 
 def _top_per_query(nq: int, q: np.ndarray, rows: np.ndarray, s: np.ndarray, k: int):
+    """Each query's top-k candidates by score (ties: the candidate that came first), ``(D, I)``."""
     D = np.full((nq, k), -np.inf, np.float32)
     I = np.full((nq, k), -1, np.int64)
     order = np.argsort(_sort_key(q, s), kind="stable")  # candidates come in a fixed order: ties are stable
@@ -107,29 +165,93 @@ def _top_per_query(nq: int, q: np.ndarray, rows: np.ndarray, s: np.ndarray, k: i
     return D, I
 
 
+class _Candidates:
+    """(query, database row, score) triples kept from the score blocks of one query block."""
+
+    def __init__(self) -> None:
+        self.q: list[np.ndarray] = []
+        self.r: list[np.ndarray] = []
+        self.s: list[np.ndarray] = []
+
+    def add(self, S: np.ndarray, qs: np.ndarray, lo: int, floor: np.ndarray, k: int) -> None:
+        """The scores of ``S`` (queries ``qs`` x rows ``lo:``) at or above each row's ``floor``; a row with
+        more than k of them keeps those at or above its k-th best (``np.partition`` of the values is several
+        times faster than an ``argpartition``, and a flat ``nonzero`` than a 2-d one)."""
+        n = S.shape[1]
+        flat = np.flatnonzero(S >= floor[:, None])
+        if not len(flat):
+            return
+        i = flat // n
+        counts = np.bincount(i, minlength=len(S))
+        heavy = np.flatnonzero(counts > k)
+        if len(heavy):
+            light = counts[i] <= k
+            flat, i = flat[light], i[light]
+            Sh = S[heavy]
+            kth = np.partition(Sh, n - k, axis=1)[:, n - k]
+            hflat = np.flatnonzero(Sh >= kth[:, None])
+            hi = hflat // n
+            self._append(qs[heavy[hi]], hflat - hi * n + lo, Sh.ravel()[hflat])
+        self._append(qs[i], flat - i * n + lo, S.ravel()[flat])
+
+    def _append(self, q: np.ndarray, r: np.ndarray, s: np.ndarray) -> None:
+        self.q.append(q)
+        self.r.append(r)
+        self.s.append(s)
+
+    def top(self, nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if not self.q:
+            return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
+        return _top_per_query(nq, np.concatenate(self.q), np.concatenate(self.r), np.concatenate(self.s), k)
+
+
+def _search_block(index: BlockedIVF, xq: np.ndarray, k: int, probes: Probes, min_sim: float | None):
+    """Top-k ``(D, I)`` (I rows of ``index.xb``) of one block of queries, in the two passes of the module
+    docstring."""
+    nq = len(xq)
+    floor0 = np.float32(-np.inf if min_sim is None else min_sim)
+    listed = np.diff(index.offsets) > 0
+    found = _Candidates()
+    # pass 1: each query's nearest list; queries sorted by it, so each list's queries are one slice
+    order = np.argsort(probes.primary, kind="stable")
+    xs = xq[order]
+    bounds = np.searchsorted(probes.primary[order], np.arange(index.nlist + 1))
+    floor = np.full(nq, floor0, np.float32)
+    for j in np.flatnonzero((np.diff(bounds) > 0) & listed):
+        a, b = bounds[j], bounds[j + 1]
+        lo, hi = index.offsets[j], index.offsets[j + 1]
+        found.add(xs[a:b] @ index.xb[lo:hi].T, order[a:b], lo, floor[a:b], k)
+    tau = np.maximum(found.top(nq, k)[0][:, k - 1], floor0)  # nothing under the k-th best so far can enter
+    # pass 2: the other probed lists, scores >= tau only
+    q, lists = probes.pairs()
+    bounds = np.searchsorted(lists, np.arange(index.nlist + 1))
+    for j in np.flatnonzero((np.diff(bounds) > 0) & listed):
+        qs = q[bounds[j] : bounds[j + 1]]
+        lo, hi = index.offsets[j], index.offsets[j + 1]
+        found.add(xq[qs] @ index.xb[lo:hi].T, qs, lo, tau[qs], k)
+    return found.top(nq, k)
+
+
 def search(
     index: BlockedIVF,
     xq: np.ndarray,
     k: int,
     nprobe: int,
     min_sim: float | None = None,
-    probes: np.ndarray | None = None,
+    probes: Probes | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k by inner product among the candidates of the ``nprobe`` nearest lists: ``(D, I)`` with I the
+    """Top-k by inner product among the members of the lists each query probes: ``(D, I)`` with I the
     database row numbers (-1 and -inf where fewer than k candidates, at or above ``min_sim``, exist).
 
-    ``probes`` (from :func:`probe` with the same centroids) skips the coarse quantization: a query
-    partition searched against many shards is quantized once, not once per shard."""
+    ``probes`` (from :func:`probe` with the same centroids) skips the coarse quantization: a query partition
+    searched against many shards is quantized once, not once per shard. Without it each query probes its
+    ``nprobe`` nearest lists."""
     xq = np.ascontiguousarray(xq, dtype=np.float32)
-    nprobe = max(1, min(nprobe, index.nlist))
+    if probes is None:
+        probes = probe(index.centroids, xq, nprobe)
     Ds, Is = [], []
     for start in range(0, len(xq), QUERY_BLOCK):
-        block = xq[start : start + QUERY_BLOCK]
-        block_probes = (
-            probes[start : start + QUERY_BLOCK] if probes is not None else index.quantizer.search(block, nprobe)[1]
-        )
-        q, r, s = _candidates(index, block, k, block_probes, min_sim)
-        D, I = _top_per_query(len(block), q, r, s, k)
+        D, I = _search_block(index, xq[start : start + QUERY_BLOCK], k, probes[start : start + QUERY_BLOCK], min_sim)
         Ds.append(D)
         Is.append(np.where(I >= 0, index.rows[np.maximum(I, 0)], -1))
     if not Ds:

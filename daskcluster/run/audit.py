@@ -1,5 +1,9 @@
-"""The ``search.audit``: recall (by id) of the k-NN edges at or above ``cluster.threshold`` on a sample of
-faces, against exact search over the same shards."""
+"""The day's exact sample of the step-2 search: it chooses the probing gap (``search.gap: 0``) and audits the
+finished search (``search.audit``), on the two halves of one exact pass (see ``daskcluster.search.calibrate``).
+
+The sample is the ``search.audit_sample`` searched faces of smallest id hash over the whole day, so it does not
+depend on the partitioning; its exact top-k comes from one ``calibrate-search`` task per shard, merged.
+"""
 
 from __future__ import annotations
 
@@ -8,48 +12,75 @@ import logging
 import numpy as np
 
 from daskcluster.config import Config
-from daskcluster.search import IndexShard, IndexSpec, edge_recall, merge_topk, sample_rows, search_shard
+from daskcluster.search import calibrate, merge_topk
 from daskcluster.stages import ingest
 
 log = logging.getLogger(__name__)
 
 
-def _audit_queries(part: ingest.Part, best: tuple, offset: int, m: int) -> tuple:
-    """Up to ``m`` searched faces of a partition (smallest id hashes): features, approximate top-k
-    ``(D, I)`` and vertex numbers."""
+def _part_sample(part: ingest.Part, offset: int, m: int) -> calibrate.Sample:
+    """The ``calibrate-sample`` task: a partition's ``m`` searched faces of smallest id hash."""
     rows = np.flatnonzero(part.searchable)
-    pick = rows[sample_rows(part.ids[rows], np.arange(len(rows)), m)[1].astype(np.int64)]
-    return part.x[pick], best[0][pick], best[1][pick], offset + pick
+    return calibrate.sample_faces(part.ids[rows], offset + rows, part.x[rows], m)
 
 
-def _concat_queries(items: list[tuple]) -> tuple:
-    return tuple(np.concatenate([i[j] for i in items]) for j in range(4))
+def _with_exact(sample: calibrate.Sample, exact: tuple) -> calibrate.Sample:
+    sample.exact = exact
+    return sample
 
 
-def _exact_search(shard, queries: tuple, k: int) -> tuple:
-    """Exact top-k by inner product of the audit queries in one shard (numpy, no index)."""
-    flat = IndexShard(ids=shard.ids, xb=shard.xb, centroids=None, nprobe=0, backend=shard.backend)
-    return search_shard(flat, queries[0], k)
+def exact_sample(ex, cfg: Config, shards: list, rest: list, offsets: list[int], k: int) -> object:
+    """Handle of the day's sample with its exact top-``k`` (>= ``cluster.threshold``) over every shard."""
+    m = cfg.search.audit_sample
+    parts = [ex.submit("calibrate-sample", _part_sample, p, off, m) for p, off in zip(rest, offsets)]
+    sample = ex.submit("calibrate-sample", calibrate.merge_samples, parts, m)
+    per_shard = [
+        ex.submit("calibrate-search", calibrate.exact_with_lists, s, sample, k, cfg.cluster.threshold) for s in shards
+    ]
+    exact = ex.tree_reduce("calibrate-merge", merge_topk, per_shard, k)
+    return ex.submit("calibrate-sample", _with_exact, sample, exact)
 
 
-def _recall(exact: tuple, queries: tuple, threshold: float) -> tuple[int, int]:
-    return edge_recall((queries[1], queries[2]), exact, threshold, self_ids=queries[3])
-
-
-def audit_edges(ex, cfg: Config, gshards: list, rest: list, best: list, offsets: list[int], spec: IndexSpec) -> float:
-    """Recall (by id) of the k-NN edges >= ``cluster.threshold`` on a sample, against exact search."""
-    if spec.is_flat:
-        return 1.0
-    m = max(1, cfg.search.audit_sample // max(1, len(best)))
-    q = ex.submit(
-        "audit-queries",
-        _concat_queries,
-        [ex.submit("audit-queries", _audit_queries, p, b, off, m) for p, b, off in zip(rest, best, offsets)],
+def choose_gap(ex, cfg: Config, sample, centroids) -> float:
+    """The probing gap of the day: ``search.gap`` when set, else chosen on the sample's even half."""
+    if cfg.search.gap:
+        return cfg.search.gap
+    fut = ex.submit(
+        "calibrate-gap",
+        calibrate.gap_from_sample,
+        sample,
+        centroids,
+        cfg.cluster.threshold,
+        cfg.search.target_recall,
     )
-    k, threshold = cfg.cluster.k + 1, cfg.cluster.threshold
-    exact = ex.submit(
-        "audit-merge", merge_topk, [ex.submit("audit-search", _exact_search, s, q, k) for s in gshards], k
-    )
-    found, total = ex.gather(ex.submit("audit-recall", _recall, exact, q, threshold))
-    log.info("edge recall audit: %d of %d exact edges >= %.3f found", found, total, threshold)
-    return found / total if total else 1.0
+    gap = ex.gather(fut)
+    log.info("probing gap %.4f (edge recall target %.3f)", gap, cfg.search.target_recall)
+    return gap
+
+
+def _audit_rows(best: tuple, offset: int, sample: calibrate.Sample) -> tuple:
+    """The ``audit-queries`` task: the search's top-k of the audit faces that live in this partition."""
+    audit = sample.half(odd=True)
+    n = len(best[0])
+    mine = (audit.vertex >= offset) & (audit.vertex < offset + n)
+    rows = audit.vertex[mine] - offset
+    return audit.vertex[mine], best[0][rows], best[1][rows]
+
+
+def _recall(sample: calibrate.Sample, found: list[tuple], threshold: float) -> tuple[int, int]:
+    """The ``audit-recall`` task: ``(found, total)`` exact edges of the audit half."""
+    audit = sample.half(odd=True)
+    vertex = np.concatenate([f[0] for f in found])
+    order = np.argsort(vertex, kind="stable")
+    assert np.array_equal(vertex[order], audit.vertex), "audit rows missing"
+    D = np.concatenate([f[1] for f in found])[order]
+    I = np.concatenate([f[2] for f in found])[order]
+    return calibrate.audit_counts(audit, (D, I), threshold)
+
+
+def audit_edges(ex, cfg: Config, sample, best: list, offsets: list[int]) -> float:
+    """Recall (by id) of the k-NN edges >= ``cluster.threshold`` on the sample's audit half, against exact."""
+    found = [ex.submit("audit-queries", _audit_rows, b, off, sample) for b, off in zip(best, offsets)]
+    n_found, total = ex.gather(ex.submit("audit-recall", _recall, sample, found, cfg.cluster.threshold))
+    log.info("edge recall audit: %d of %d exact edges >= %.3f found", n_found, total, cfg.cluster.threshold)
+    return n_found / total if total else 1.0

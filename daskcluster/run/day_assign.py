@@ -58,7 +58,7 @@ def _best_clusters(ex, day: Day, tables: list, parts: list) -> tuple[list, Quant
     listed = not quant.trained and stored is not None and plan.base.lists == stored["path"]
     build = (assign.gallery_search_shard, spec, quant.centroids, day.backend, cfg.cluster.max_size, listed)
     index = [ex.submit_at(h, "gallery-index", build[0], t, *build[1:]) for t, h in zip(tables, ex.homes(tables))]
-    coarse = None if spec.is_flat else (assign.queries, quant.centroids, spec.nprobe, day.backend)
+    coarse = None if spec.is_flat else (assign.queries, quant.centroids, spec.nprobe, day.backend, spec.gap)
     best = search_all(
         ex, "assign", index, parts, assign.search_part, assign.ASSIGN_K, coarse, min_sim=cfg.assign.threshold
     )

@@ -12,7 +12,7 @@ import operator
 from dataclasses import dataclass
 
 from daskcluster.config import ClusterConfig, Config
-from daskcluster.run.audit import audit_edges
+from daskcluster.run.audit import audit_edges, choose_gap, exact_sample
 from daskcluster.search import IndexSpec, choose_index, quantizer
 from daskcluster.search.fanout import by_home, search_all
 from daskcluster.stages import components, ingest, knn, linking
@@ -34,6 +34,7 @@ class Graph:
     groups: list[range]
     best: list
     nbs: list
+    sample: object = None  # handle of the exact sample (None for flat search)
 
     @property
     def n_vertices(self) -> int:
@@ -78,10 +79,16 @@ def knn_graph(ex, cfg: Config, backend: str, dim: int, rest: list) -> Graph:
             [([rest[i] for i in g], offsets[g.start], spec, quant.centroids, backend) for g in groups],
         ),
     )
-    coarse = None if spec.is_flat else (knn.queries, quant.centroids, spec.nprobe, backend)
+    sample, coarse = None, None
+    if not spec.is_flat:
+        if spec.gap is None or cfg.search.audit:
+            sample = exact_sample(ex, cfg, shards, rest, offsets, c.k + 1)
+        if spec.gap is None:
+            spec = spec.with_gap(choose_gap(ex, cfg, sample, quant.centroids))
+        coarse = (knn.queries, quant.centroids, spec.nprobe, backend, spec.gap)
     best = search_all(ex, "knn", shards, rest, knn.knn_search, c.k + 1, coarse, min_sim=c.threshold)
     nbs = [ex.submit("neighbours", linking.neighbours, b, off, c.k, c.threshold) for b, off in zip(best, offsets)]
-    return Graph(sizes, offsets, spec, shards, groups, best, nbs)
+    return Graph(sizes, offsets, spec, shards, groups, best, nbs, sample)
 
 
 def _sum_annotations(anns: list[linking.Annotation]) -> linking.Annotation:
@@ -178,9 +185,9 @@ def cluster_day(ex, cfg: Config, backend: str, dim: int, parts: list, next_id: i
     graph = knn_graph(ex, cfg, backend, dim, rest)
     vids = [ex.submit("vertex-ids", components.unassigned_ids, p) for p in rest]
     result, edges = link_components(ex, cfg.cluster, backend, graph, vids, next_id, ex.homes(graph.shards))
-    recall = (
-        audit_edges(ex, cfg, graph.shards, rest, graph.best, graph.offsets, graph.spec) if cfg.search.audit else None
-    )
+    recall = None
+    if cfg.search.audit:
+        recall = 1.0 if graph.sample is None else audit_edges(ex, cfg, graph.sample, graph.best, graph.offsets)
     n_clusters, singletons, largest, cuts = ex.gather(ex.submit("component-stats", _component_stats, result))
     n_edges = sum(ex.gather([ex.submit("count", len, e) for e in edges]))
     labels = [

@@ -28,9 +28,11 @@ STAGE_TASKS: dict[str, tuple[str, ...]] = {
         "annotate",
         "annotate-merge",
         "edges",
+        "calibrate-sample",
+        "calibrate-search",
+        "calibrate-merge",
+        "calibrate-gap",
         "audit-queries",
-        "audit-search",
-        "audit-merge",
         "audit-recall",
     ),
     "components": (

@@ -28,13 +28,14 @@ def search_all(
     Each ``<name>-search`` task runs on a worker with the shards held there: query partitions travel, shards
     never do, and only ``(similarity, id)`` top-k lists come back to be merged. Tasks: partitions x workers
     holding shards (plus the merge trees), whatever the number of shards. ``coarse``: ``(xq_fn, centroids,
-    nprobe, backend)``, to quantize each partition's queries ``xq_fn(query)`` once for every shard."""
+    nprobe, backend, gap)``, to quantize each partition's queries ``xq_fn(query)`` once for every shard (``gap``,
+    possibly a handle: see :func:`~daskcluster.backends.ivf.probe`)."""
     groups = [(h, [shards[i] for i in pos]) for h, pos in by_home(ex.homes(shards))]
     merged = []
     for q in queries:
         if coarse is not None:
-            xq_fn, centroids, nprobe, backend = coarse
-            kw["coarse"] = ex.submit(f"{name}-probe", _probe, xq_fn, q, centroids, nprobe, backend)
+            xq_fn, centroids, nprobe, backend, gap = coarse
+            kw["coarse"] = ex.submit(f"{name}-probe", _probe, xq_fn, q, centroids, nprobe, backend, gap)
         per_home = [ex.submit_at(h, f"{name}-search", _search_group, fn, group, q, k, **kw) for h, group in groups]
         merged.append(ex.tree_reduce(f"{name}-merge", merge_topk, per_home, k))
     return merged
@@ -49,5 +50,5 @@ def _search_group(fn: Callable, shards: list, query: Any, k: int, **kw: Any) -> 
     return best
 
 
-def _probe(xq_fn: Callable, query: Any, centroids: Any, nprobe: int, backend: str) -> Any:
-    return probe(xq_fn(query), centroids, nprobe, backend)
+def _probe(xq_fn: Callable, query: Any, centroids: Any, nprobe: int, backend: str, gap: float | None) -> Any:
+    return probe(xq_fn(query), centroids, nprobe, backend, gap)

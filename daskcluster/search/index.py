@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -17,30 +18,38 @@ class IndexSpec:
     """How a database of ``n`` vectors is searched: ``nlist == 0`` means flat (exact) search."""
 
     nlist: int = 0
-    nprobe: int = 0
+    nprobe: int = 0  # lists probed, or with ``gap`` the most probed
+    gap: float | None = None  # probe the lists within this centroid score of the nearest (None: nprobe lists)
 
     @property
     def is_flat(self) -> bool:
         return self.nlist == 0
 
+    def with_gap(self, gap: float | None) -> IndexSpec:
+        return dataclasses.replace(self, gap=gap)
+
     def describe(self) -> str:
-        return "Flat (exact)" if self.is_flat else f"IVF{self.nlist},Flat nprobe={self.nprobe}"
+        if self.is_flat:
+            return "Flat (exact)"
+        if self.gap is None:
+            return f"IVF{self.nlist},Flat nprobe={self.nprobe}"
+        return f"IVF{self.nlist},Flat gap={self.gap:.3f} nprobe<={self.nprobe}"
 
 
 def choose_index(n_db: int, cfg: SearchConfig) -> IndexSpec:
-    """Pick the index from the database size: flat when small or exact, else IVF with ~2 sqrt(n) lists.
+    """Pick the index from the database size: flat when small or exact, else IVF with ~2 sqrt(n) lists
+    (a power of two), probed by centroid score gap (``search.gap``, or chosen per day when 0) up to
+    ``nprobe`` lists (nlist / 8 by default).
 
-    nprobe defaults to nlist / 16 (at least 32). Measured with ``benchmarks.search`` on a realistic
-    200k x 256 synthetic day: IVF1024 nprobe 64 finds 0.997 of the edges >= 0.6 (by id) at 1/3 of the exact
-    search time, where IVF2048 nprobe 64 found 0.984 in the same time (the blocked CPU search favours fewer,
-    longer lists); the ``search.audit`` confirms it on every day it is asked to.
+    Measured with ``benchmarks.search`` (``docs/search.md``): the gap probing reaches the target edge recall
+    with ~2-3 % of the database scanned at 200k and 1M; finer lists scan less but cost more to train and probe.
     """
     if cfg.exact or n_db < max(cfg.flat_below, 1):
         return IndexSpec()
     nlist = cfg.nlist or int(2 ** round(math.log2(2 * math.sqrt(n_db))))
     nlist = max(16, min(nlist, n_db // MIN_POINTS_PER_LIST))
-    nprobe = cfg.nprobe or max(32, nlist // 16)
-    return IndexSpec(nlist=nlist, nprobe=min(nprobe, nlist))
+    nprobe = cfg.nprobe or max(32, nlist // 8)
+    return IndexSpec(nlist=nlist, nprobe=min(nprobe, nlist), gap=cfg.gap or None)
 
 
 def train_size(spec: IndexSpec, cfg: SearchConfig) -> int:

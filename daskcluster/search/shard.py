@@ -32,6 +32,7 @@ class IndexShard:
     nprobe: int
     backend: str
     lists: np.ndarray | None = None  # each row's IVF list when stored with the rows (no quantization at build)
+    gap: float | None = None  # probing by centroid score gap (see ``IndexSpec``), when no probes are given
     _index: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -47,6 +48,19 @@ class IndexShard:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def row_lists(self) -> np.ndarray | None:
+        """Each row's IVF list (None for a flat shard)."""
+        if self.centroids is None:
+            return None
+        if self.lists is not None:
+            return np.asarray(self.lists)
+        index = self.index
+        if hasattr(index, "offsets"):  # the blocked IVF keeps its rows in list order
+            out = np.empty(len(index.rows), np.int64)
+            out[index.rows] = np.repeat(np.arange(index.nlist), np.diff(index.offsets))
+            return out
+        return nearest_lists(self.centroids, self.xb, self.backend)
 
     def __sizeof__(self) -> int:
         centroids = self.centroids.nbytes if self.centroids is not None else 0
@@ -70,6 +84,7 @@ def build_shard(
         nprobe=spec.nprobe,
         backend=backend,
         lists=lists if ivf else None,
+        gap=spec.gap,
     )
     if len(shard):
         _ = shard.index
@@ -80,16 +95,18 @@ def nearest_lists(centroids: np.ndarray, x: np.ndarray, backend: str) -> np.ndar
     """Each row's IVF list (its nearest centroid), int32: what a gallery stores with its clusters."""
     if len(x) == 0:
         return np.empty(0, np.int32)
-    lists = get_backend(backend).probe(centroids, x, 1)
-    if lists is None:  # a backend that quantizes inside its search
+    probes = get_backend(backend).probe(centroids, x, 1)
+    if probes is None:  # a backend that quantizes inside its search
         lists = np.concatenate([np.argmax(b @ centroids.T, axis=1) for b in np.array_split(x, 1 + len(x) // 65536)])
+    else:
+        lists = probes.primary
     return np.asarray(lists).reshape(len(x)).astype(np.int32)
 
 
-def probe(xq: np.ndarray, centroids: np.ndarray, nprobe: int, backend: str) -> Any:
+def probe(xq: np.ndarray, centroids: np.ndarray, nprobe: int, backend: str, gap: float | None = None) -> Any:
     """The coarse assignment of queries ``xq`` (what the backend's IVF search needs, or None), computed once
     per query partition for every shard."""
-    return get_backend(backend).probe(centroids, xq, nprobe)
+    return get_backend(backend).probe(centroids, xq, nprobe, gap)
 
 
 def search_shard(
@@ -101,9 +118,12 @@ def search_shard(
     if len(shard) == 0 or nq == 0:
         return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
     kk = min(k, len(shard))
+    backend = get_backend(shard.backend)
     if shard.centroids is None:
         coarse = None
-    D, I = get_backend(shard.backend).search(shard.index, xq, kk, shard.nprobe, min_sim, coarse)
+    elif coarse is None:
+        coarse = backend.probe(shard.centroids, xq, shard.nprobe, shard.gap)
+    D, I = backend.search(shard.index, xq, kk, shard.nprobe, min_sim, coarse)
     ids = np.where(I >= 0, shard.ids[np.maximum(I, 0)], -1)
     D = np.where(I >= 0, D, -np.inf).astype(np.float32)
     if kk < k:

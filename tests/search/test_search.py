@@ -30,8 +30,9 @@ def test_choose_index():
     assert choose_index(1000, SearchConfig()).is_flat
     assert choose_index(10**6, SearchConfig(exact=True)).is_flat
     spec = choose_index(200_000, SearchConfig())
-    assert spec.nlist == 1024 and spec.nprobe == 64
+    assert spec.nlist == 1024 and spec.nprobe == 128 and spec.gap is None  # the gap is chosen per day
     assert choose_index(200_000, SearchConfig(nlist=100, nprobe=7)) == IndexSpec(100, 7)
+    assert choose_index(200_000, SearchConfig(gap=0.1)).gap == 0.1
 
 
 def test_merge_topk_breaks_ties_by_id_and_ignores_shard_order():
@@ -102,7 +103,7 @@ def _fanout_inputs():
 
 def _fanout(ex, shard_args, queries, centroids):
     shards = ex.wait("load-shard", ex.spread("load-shard", build_shard, shard_args))
-    coarse = (np.asarray, centroids, 3, "cpu")
+    coarse = (np.asarray, centroids, 3, "cpu", None)
     return ex.gather(search_all(ex, "assign", shards, queries, search_shard, 4, coarse, min_sim=0.1))
 
 

@@ -1,0 +1,131 @@
+"""The probing gap of a day, chosen from an exact sample for a target edge recall, and the audit of the result.
+
+A sample of the searched faces (the smallest id hashes, so any partitioning yields the same sample) is searched
+exactly against every shard. Each exact edge at or above the threshold (a face's top-k, itself excluded) needs
+a gap: how far its neighbour's list scores below the face's nearest list. Probing with gap ``g`` finds exactly
+the edges that need at most ``g`` (the search scores every member of a probed list exactly), so the gap that
+finds a fraction ``target`` of the sample's edges is a quantile of those needs.
+
+The sample is split by id hash: the even half chooses the gap, the odd half audits the finished search, so the
+reported recall is measured on faces the gap was not fitted to. One exact pass serves both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from daskcluster.search.sampling import id_hash
+from daskcluster.search.topk import edge_recall
+
+__all__ = [
+    "DEFAULT_GAP",
+    "GAP_RANGE",
+    "MIN_EDGES",
+    "Sample",
+    "audit_counts",
+    "choose_gap",
+    "exact_with_lists",
+    "gap_from_sample",
+    "merge_samples",
+    "needed_gaps",
+    "sample_faces",
+]
+
+DEFAULT_GAP = 0.15  # when the sample holds too few edges to choose (measured: >= 0.995 at 200k and 1M)
+GAP_RANGE = (0.02, 0.4)  # chosen gaps are kept in this range
+MIN_EDGES = 50  # sample edges needed to choose a gap
+
+
+@dataclass
+class Sample:
+    """Sampled faces: id hashes, vertex numbers (or ids), features; and, once searched, their exact top-k
+    ``(D, I, L)`` with L each neighbour's IVF list."""
+
+    h: np.ndarray
+    vertex: np.ndarray
+    x: np.ndarray
+    exact: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self.h)
+
+    def half(self, odd: bool) -> Sample:
+        keep = (self.h & np.uint64(1)) == np.uint64(odd)
+        exact = tuple(a[keep] for a in self.exact) if self.exact is not None else None
+        return Sample(self.h[keep], self.vertex[keep], self.x[keep], exact)
+
+
+def sample_faces(ids: np.ndarray, vertex: np.ndarray, x: np.ndarray, m: int) -> Sample:
+    """The ``m`` faces of smallest id hash among ``ids``."""
+    h = id_hash(ids)
+    keep = np.sort(np.argsort(h, kind="stable")[:m])
+    return Sample(h[keep], vertex[keep], x[keep])
+
+
+def merge_samples(samples: list[Sample], m: int) -> Sample:
+    """The global sample of ``m`` faces from per-partition ones (each holding its ``m`` smallest hashes)."""
+    h = np.concatenate([s.h for s in samples])
+    keep = np.argsort(h, kind="stable")[:m]
+    keep = keep[np.argsort(np.concatenate([s.vertex for s in samples])[keep], kind="stable")]  # vertex order
+    return Sample(
+        h[keep], np.concatenate([s.vertex for s in samples])[keep], np.concatenate([s.x for s in samples])[keep]
+    )
+
+
+def exact_with_lists(shard, sample: Sample, k: int, min_sim: float | None) -> tuple:
+    """The ``calibrate-search`` task: exact top-k of the sample in one shard, ``(D, ids, lists)`` (lists: each
+    neighbour's IVF list, -1 for flat shards or empty slots)."""
+    nq = len(sample)
+    D = np.full((nq, k), -np.inf, np.float32)
+    I = np.full((nq, k), -1, np.int64)
+    L = np.full((nq, k), -1, np.int64)
+    if len(shard) == 0 or nq == 0:
+        return D, I, L
+    kk = min(k, len(shard))
+    s, cols = faiss.knn(
+        np.ascontiguousarray(sample.x, np.float32), np.ascontiguousarray(shard.xb, np.float32), kk, metric=faiss.METRIC_INNER_PRODUCT
+    )  # BLAS with a fused top-k
+    if min_sim is not None:
+        cols = np.where(s >= min_sim, cols, -1)
+        s = np.where(s >= min_sim, s, -np.inf)
+    D[:, :kk] = s
+    I[:, :kk] = np.where(cols >= 0, shard.ids[np.maximum(cols, 0)], -1)
+    row_lists = shard.row_lists()
+    if row_lists is not None:
+        L[:, :kk] = np.where(cols >= 0, row_lists[np.maximum(cols, 0)], -1)
+    return D, I, L
+
+
+def needed_gaps(sample: Sample, centroids: np.ndarray, threshold: float) -> np.ndarray:
+    """Per exact edge >= ``threshold`` of the sample (itself excluded), the gap that probes its list."""
+    D, I, L = sample.exact
+    want = (D >= threshold) & (I >= 0) & (I != sample.vertex[:, None]) & (L >= 0)
+    q, j = np.nonzero(want)
+    if not len(q):
+        return np.empty(0, np.float32)
+    C = sample.x[np.unique(q)] @ np.asarray(centroids, np.float32).T
+    row = np.searchsorted(np.unique(q), q)
+    return C[row].max(axis=1) - C[row, L[q, j]]
+
+
+def choose_gap(gaps: np.ndarray, target: float) -> float:
+    """The smallest gap that finds ``target`` of the edges (``DEFAULT_GAP`` when there are too few)."""
+    if len(gaps) < MIN_EDGES:
+        return DEFAULT_GAP
+    g = float(np.quantile(gaps, target, method="higher")) + 1e-6
+    return float(min(max(g, GAP_RANGE[0]), GAP_RANGE[1]))
+
+
+def gap_from_sample(sample: Sample, centroids: np.ndarray, threshold: float, target: float) -> float:
+    """The ``knn-calibrate`` task: the gap chosen on the even half of the searched sample."""
+    return choose_gap(needed_gaps(sample.half(odd=False), centroids, threshold), target)
+
+
+def audit_counts(sample: Sample, approx: tuple, threshold: float) -> tuple[int, int]:
+    """How many of the sample's exact edges >= ``threshold`` the search's top-k ``approx = (D, I)`` (rows of
+    the sample, in its order) holds, by id: ``(found, total)``."""
+    D, I, _ = sample.exact
+    return edge_recall(approx, (D, I), threshold, self_ids=sample.vertex)

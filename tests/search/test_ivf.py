@@ -1,0 +1,119 @@
+"""The blocked IVF kernel, gap probing and the per-day calibration of the gap."""
+
+import numpy as np
+import pytest
+
+from daskcluster.backends import ivf
+from daskcluster.config import SearchConfig
+from daskcluster.search import calibrate, edge_recall, sample_rows, train_quantizer
+from daskcluster.search.graph import self_knn
+
+
+def _clustered(n, d, seed, n_id=40):
+    """Unit vectors around ``n_id`` centres with Zipf-like sizes: dense identities fill whole lists."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_id, d)).astype(np.float32)
+    weights = 1.0 / np.arange(1, n_id + 1)
+    label = rng.choice(n_id, n, p=weights / weights.sum())
+    x = centres[label] / np.sqrt(d) * 1.2 + rng.standard_normal((n, d)).astype(np.float32) / np.sqrt(d)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _brute_over_probes(xb, xq, centroids, probes, k, min_sim):
+    """Top-k by brute force among the members of each query's probed lists (ties: lower row)."""
+    lists = ivf.nearest_list(ivf._quantizer(centroids), xb)
+    D = np.full((len(xq), k), -np.inf, np.float32)
+    I = np.full((len(xq), k), -1, np.int64)
+    for i in range(len(xq)):
+        probed = np.concatenate([[probes.primary[i]], probes.others[probes.indptr[i] : probes.indptr[i + 1]]])
+        rows = np.flatnonzero(np.isin(lists, probed))
+        s = xb[rows] @ xq[i]
+        if min_sim is not None:
+            rows, s = rows[s >= min_sim], s[s >= min_sim]
+        order = np.lexsort((rows, -s))[:k]
+        D[i, : len(order)], I[i, : len(order)] = s[order], rows[order]
+    return D, I
+
+
+@pytest.mark.parametrize("min_sim", [None, 0.3])
+@pytest.mark.parametrize("gap", [None, 0.05, 0.3])
+def test_search_is_exact_over_the_probed_lists(min_sim, gap):
+    xb = _clustered(3000, 32, 1)
+    centroids = train_quantizer([sample_rows(np.arange(3000), xb, 3000)], 32, 3000, "cpu")
+    index = ivf.build(xb, centroids)
+    xq = xb[:300]
+    probes = ivf.probe(centroids, xq, 8, gap)
+    D, I = ivf.search(index, xq, 7, 8, min_sim, probes)
+    want_D, want_I = _brute_over_probes(xb, xq, centroids, probes, 7, min_sim)
+    np.testing.assert_allclose(D, want_D, rtol=1e-5, atol=1e-6)
+    same = (I == want_I) | np.isclose(D, want_D, atol=1e-6)  # equal scores may come in either order
+    assert same.all()
+
+
+def test_probe_by_gap_keeps_the_nearest_first_and_caps_the_count():
+    rng = np.random.default_rng(0)
+    centroids = rng.standard_normal((50, 16)).astype(np.float32)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    xq = rng.standard_normal((200, 16)).astype(np.float32)
+    C = xq @ centroids.T
+    p = ivf.probe(centroids, xq, 10, 0.2)
+    assert np.array_equal(p.primary, C.argmax(axis=1))
+    for i in range(len(xq)):
+        others = p.others[p.indptr[i] : p.indptr[i + 1]]
+        assert len(others) <= 9 and p.primary[i] not in others
+        within = np.flatnonzero(C[i] >= C[i].max() - 0.2)
+        if len(within) <= 10:
+            assert set(others) | {p.primary[i]} == set(within)
+        else:
+            assert C[i, others].min() >= np.sort(C[i])[-10] - 1e-6  # the 10 best of them
+    fixed = ivf.probe(centroids, xq, 5)
+    assert (np.diff(fixed.indptr) == 4).all()
+    assert fixed[10:20].primary.tolist() == fixed.primary[10:20].tolist() and len(fixed[10:20].others) == 40
+
+
+def test_calibrated_gap_finds_the_target_share_of_sample_edges():
+    x = _clustered(6000, 32, 3, n_id=300)
+    ids = np.arange(len(x), dtype=np.int64)
+    centroids = train_quantizer([sample_rows(ids, x, 6000)], 64, 6000, "cpu")
+    from daskcluster.search import IndexSpec, build_shard
+
+    shard = build_shard(ids, x, IndexSpec(64, 64), centroids, "cpu")
+    sample = calibrate.sample_faces(ids, ids, x, 1500)
+    sample.exact = calibrate.exact_with_lists(shard, sample, 11, 0.5)
+    gaps = calibrate.needed_gaps(sample.half(odd=False), centroids, 0.5)
+    assert len(gaps) >= calibrate.MIN_EDGES and (gaps >= 0).all()
+    for target in (0.9, 0.99):
+        gap = calibrate.gap_from_sample(sample, centroids, 0.5, target)
+        half = sample.half(odd=False)
+        probes = ivf.probe(centroids, half.x, 64, gap)
+        D, I = ivf.search(shard.index, half.x, 11, 64, 0.5, probes)
+        I = np.where(I >= 0, ids[np.maximum(I, 0)], -1)
+        found, total = calibrate.audit_counts(half, (D, I), 0.5)
+        assert found / total >= target - 1e-9  # the gap is fitted to this half: at least the target
+
+
+def test_samples_do_not_depend_on_partitioning_and_halves_are_disjoint():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5000, 8)).astype(np.float32)
+    ids = rng.permutation(10**6)[:5000].astype(np.int64)
+    vertex = np.arange(5000)
+    whole = calibrate.sample_faces(ids, vertex, x, 400)
+    for n_parts in (2, 7):
+        bounds = np.linspace(0, 5000, n_parts + 1).astype(int)
+        parts = [calibrate.sample_faces(ids[a:b], vertex[a:b], x[a:b], 400) for a, b in zip(bounds[:-1], bounds[1:])]
+        merged = calibrate.merge_samples(parts, 400)
+        assert np.array_equal(merged.vertex, whole.vertex) and np.array_equal(merged.x, whole.x)
+    even, odd = whole.half(odd=False), whole.half(odd=True)
+    assert len(even) + len(odd) == 400 and not set(even.vertex) & set(odd.vertex)
+
+
+def test_self_knn_meets_its_target_on_unseen_faces():
+    x = _clustered(20_000, 48, 7, n_id=1500)
+    got = self_knn(x, 11, 0.5, SearchConfig(flat_below=0, target_recall=0.98))
+    assert got.spec.nlist > 0 and got.gap is not None and got.audit_recall >= 0.97
+    exact = self_knn(x, 11, 0.5, SearchConfig(exact=True))
+    found, total = edge_recall((got.D, got.I), (exact.D, exact.I), 0.5, self_ids=np.arange(len(x)))
+    assert total > 10_000 and found / total >= 0.97
+    wide = self_knn(x, 11, 0.5, SearchConfig(flat_below=0, gap=2.0, nprobe=10**6))  # every list: exact
+    f2, t2 = edge_recall((wide.D, wide.I), (exact.D, exact.I), 0.5, self_ids=np.arange(len(x)))
+    assert f2 >= t2 - 3  # scores computed by other kernels may round across the threshold
