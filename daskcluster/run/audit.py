@@ -18,9 +18,10 @@ from daskcluster.stages import ingest
 log = logging.getLogger(__name__)
 
 
-def _part_sample(part: ingest.Part, offset: int, m: int) -> calibrate.Sample:
-    """The ``calibrate-sample`` task: a partition's ``m`` searched faces of smallest id hash."""
-    rows = np.flatnonzero(part.searchable)
+def _part_sample(part: ingest.Part, offset: int, m: int, searchable: bool) -> calibrate.Sample:
+    """The ``calibrate-sample`` task: a partition's ``m`` faces of smallest id hash (only the faces step 2
+    searches, with ``searchable``), numbered from ``offset``."""
+    rows = np.flatnonzero(part.searchable) if searchable else np.arange(len(part.ids))
     return calibrate.sample_faces(part.ids[rows], offset + rows, part.x[rows], m)
 
 
@@ -29,32 +30,39 @@ def _with_exact(sample: calibrate.Sample, exact: tuple) -> calibrate.Sample:
     return sample
 
 
-def exact_sample(ex, cfg: Config, shards: list, rest: list, offsets: list[int], k: int) -> object:
-    """Handle of the day's sample with its exact top-``k`` (>= ``cluster.threshold``) over every shard."""
+def exact_sample(
+    ex,
+    cfg: Config,
+    shards: list,
+    parts: list,
+    offsets: list[int],
+    k: int,
+    threshold: float,
+    prefix: str = "",
+    searchable: bool = True,
+) -> object:
+    """Handle of the day's sample with its exact top-``k`` (>= ``threshold``) over every shard. Tasks are named
+    ``<prefix>calibrate-sample``, ``-search`` and ``-merge``."""
     m = cfg.search.audit_sample
-    parts = [ex.submit("calibrate-sample", _part_sample, p, off, m) for p, off in zip(rest, offsets)]
-    sample = ex.submit("calibrate-sample", calibrate.merge_samples, parts, m)
-    per_shard = [
-        ex.submit("calibrate-search", calibrate.exact_with_lists, s, sample, k, cfg.cluster.threshold) for s in shards
-    ]
-    exact = ex.tree_reduce("calibrate-merge", merge_topk, per_shard, k)
-    return ex.submit("calibrate-sample", _with_exact, sample, exact)
+    name = f"{prefix}calibrate"
+    per_part = [ex.submit(f"{name}-sample", _part_sample, p, off, m, searchable) for p, off in zip(parts, offsets)]
+    sample = ex.submit(f"{name}-sample", calibrate.merge_samples, per_part, m)
+    per_shard = [ex.submit(f"{name}-search", calibrate.exact_with_lists, s, sample, k, threshold) for s in shards]
+    exact = ex.tree_reduce(f"{name}-merge", merge_topk, per_shard, k)
+    return ex.submit(f"{name}-sample", _with_exact, sample, exact)
 
 
-def choose_gap(ex, cfg: Config, sample, centroids) -> float:
-    """The probing gap of the day: ``search.gap`` when set, else chosen on the sample's even half."""
+def choose_gap(
+    ex, cfg: Config, sample, centroids, threshold: float, target: float, prefix: str = "", self_edges: bool = True
+) -> float:
+    """The probing gap of a search: ``search.gap`` when set, else chosen on the sample's even half."""
     if cfg.search.gap:
         return cfg.search.gap
     fut = ex.submit(
-        "calibrate-gap",
-        calibrate.gap_from_sample,
-        sample,
-        centroids,
-        cfg.cluster.threshold,
-        cfg.search.target_recall,
+        f"{prefix}calibrate-gap", calibrate.gap_from_sample, sample, centroids, threshold, target, self_edges
     )
     gap = ex.gather(fut)
-    log.info("probing gap %.4f (edge recall target %.3f)", gap, cfg.search.target_recall)
+    log.info("%sprobing gap %.4f (recall target %.4f)", prefix, gap, target)
     return gap
 
 
@@ -84,3 +92,21 @@ def audit_edges(ex, cfg: Config, sample, best: list, offsets: list[int]) -> floa
     n_found, total = ex.gather(ex.submit("audit-recall", _recall, sample, found, cfg.cluster.threshold))
     log.info("edge recall audit: %d of %d exact edges >= %.3f found", n_found, total, cfg.cluster.threshold)
     return n_found / total if total else 1.0
+
+
+def _agreement(sample: calibrate.Sample, found: list[tuple]) -> tuple[int, int]:
+    """The ``assign-agreement`` task: audit faces whose best cluster (at or above the threshold, or none) is
+    the exact search's, and the audit faces."""
+    audit = sample.half(odd=True)
+    vertex = np.concatenate([f[0] for f in found])
+    order = np.argsort(vertex, kind="stable")
+    best = np.concatenate([f[2] for f in found])[order][:, 0]
+    return int((best == audit.exact[1][:, 0]).sum()), len(audit)
+
+
+def audit_assignment(ex, sample, best: list, offsets: list[int]) -> float:
+    """Share of the audit faces whose assignment search found the exact best cluster (or, like it, none)."""
+    found = [ex.submit("assign-audit", _audit_rows, b, off, sample) for b, off in zip(best, offsets)]
+    same, total = ex.gather(ex.submit("assign-agreement", _agreement, sample, found))
+    log.info("assignment audit: %d of %d faces have the exact search's best cluster", same, total)
+    return same / total if total else 1.0

@@ -41,6 +41,7 @@ class DayCounts:
     assign_ambiguous: int | None = None
     assigned_low_quality: int | None = None
     assign_index: str | None = None
+    assign_agreement: float | None = None  # search.audit: audit faces with the exact search's best cluster
     knn_index: str | None = None
     edge_recall: float | None = None  # search.audit only
     new_clusters: int = 0

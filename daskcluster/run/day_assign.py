@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from daskcluster.gallery.tables import SnapshotRef, load_shard
+from daskcluster.run.audit import audit_assignment, choose_gap, exact_sample
 from daskcluster.run.day import Day
 from daskcluster.search import IndexSpec, Quantizer, choose_index, quantizer, sample_rows
 from daskcluster.search.fanout import search_all
@@ -27,6 +28,7 @@ class Assigned:
     assign_quantizer: str | None = None
     quantizer: Quantizer | None = None
     centroids: object = None  # handle of the coarse centroids the search used (None: flat)
+    assign_agreement: float | None = None  # search.audit: audit faces given the exact search's best cluster
 
 
 def _gallery_sample(table: centres.CentreTable, n_max: int) -> tuple:
@@ -46,9 +48,11 @@ def _first_day(ex, day: Day, parts: list) -> Assigned:
     return Assigned(parts, tables)
 
 
-def _best_clusters(ex, day: Day, tables: list, parts: list) -> tuple[list, Quantizer, IndexSpec]:
+def _best_clusters(ex, day: Day, tables: list, parts: list) -> tuple[list, Quantizer, IndexSpec, float | None]:
     """Per partition, the top ``ASSIGN_K`` gallery clusters at or above ``assign.threshold`` of its faces:
-    each table indexed where it lives, every partition searched against every shard."""
+    each table indexed where it lives, every partition searched against every shard. IVF probes by a gap
+    chosen on an exact sample of the day's faces (``search.assign_recall`` of them keep their exact best
+    cluster); the sample's other half measures the agreement."""
     plan, cfg = day.plan, day.cfg
     spec = choose_index(plan.base.n_clusters, cfg.search)
     quant = quantizer(
@@ -58,11 +62,22 @@ def _best_clusters(ex, day: Day, tables: list, parts: list) -> tuple[list, Quant
     listed = not quant.trained and stored is not None and plan.base.lists == stored["path"]
     build = (assign.gallery_search_shard, spec, quant.centroids, day.backend, cfg.cluster.max_size, listed)
     index = [ex.submit_at(h, "gallery-index", build[0], t, *build[1:]) for t, h in zip(tables, ex.homes(tables))]
-    coarse = None if spec.is_flat else (assign.queries, quant.centroids, spec.nprobe, day.backend, spec.gap)
-    best = search_all(
-        ex, "assign", index, parts, assign.search_part, assign.ASSIGN_K, coarse, min_sim=cfg.assign.threshold
-    )
-    return best, quant, spec
+    coarse, agreement = None, None
+    threshold, k = cfg.assign.threshold, assign.ASSIGN_K
+    if not spec.is_flat:
+        sample = None
+        if spec.gap is None or cfg.search.audit:
+            sizes = ex.gather([ex.submit("count", len, p) for p in parts])
+            offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+            sample = exact_sample(ex, cfg, index, parts, offsets, k, threshold, "assign-", searchable=False)
+        if spec.gap is None:
+            target = cfg.search.assign_recall
+            spec = spec.with_gap(choose_gap(ex, cfg, sample, quant.centroids, threshold, target, "assign-", False))
+        coarse = (assign.queries, quant.centroids, spec.nprobe, day.backend, spec.gap)
+    best = search_all(ex, "assign", index, parts, assign.search_part, k, coarse, min_sim=threshold)
+    if not spec.is_flat and cfg.search.audit:
+        agreement = audit_assignment(ex, sample, best, offsets)
+    return best, quant, spec, agreement
 
 
 def assign_day(ex, day: Day, parts: list) -> Assigned:
@@ -76,11 +91,13 @@ def assign_day(ex, day: Day, parts: list) -> Assigned:
     snapshot = SnapshotRef.of(plan.gallery, plan.base)
     shards = [(snapshot, s, day.dim) for s in range(plan.n_shards)]
     tables = ex.wait("load-shard", ex.spread("load-shard", load_shard, shards))
-    best, quant, spec = _best_clusters(ex, day, tables, parts)
+    best, quant, spec, agreement = _best_clusters(ex, day, tables, parts)
     decide = (assign.decide, cfg.assign, cfg.quality.join_threshold)
     parts = ex.wait("assign", [ex.submit("assign-decide", decide[0], p, b, *decide[1:]) for p, b in zip(parts, best)])
     counts = ex.gather([ex.submit("count", _count_assigned, p) for p in parts])
     n_assigned, n_ambiguous, n_low = (sum(c[i] for c in counts) for i in range(3))
     used = None if spec.is_flat else ("trained" if quant.trained else f"reused {plan.base.quantizer['path']}")
     trained = quant if quant.trained else None
-    return Assigned(parts, tables, n_assigned, n_ambiguous, n_low, spec.describe(), used, trained, quant.centroids)
+    return Assigned(
+        parts, tables, n_assigned, n_ambiguous, n_low, spec.describe(), used, trained, quant.centroids, agreement
+    )

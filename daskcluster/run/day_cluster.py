@@ -82,9 +82,10 @@ def knn_graph(ex, cfg: Config, backend: str, dim: int, rest: list) -> Graph:
     sample, coarse = None, None
     if not spec.is_flat:
         if spec.gap is None or cfg.search.audit:
-            sample = exact_sample(ex, cfg, shards, rest, offsets, c.k + 1)
+            sample = exact_sample(ex, cfg, shards, rest, offsets, c.k + 1, c.threshold)
         if spec.gap is None:
-            spec = spec.with_gap(choose_gap(ex, cfg, sample, quant.centroids))
+            gap = choose_gap(ex, cfg, sample, quant.centroids, c.threshold, cfg.search.target_recall)
+            spec = spec.with_gap(gap)
         coarse = (knn.queries, quant.centroids, spec.nprobe, backend, spec.gap)
     best = search_all(ex, "knn", shards, rest, knn.knn_search, c.k + 1, coarse, min_sim=c.threshold)
     nbs = [ex.submit("neighbours", linking.neighbours, b, off, c.k, c.threshold) for b, off in zip(best, offsets)]

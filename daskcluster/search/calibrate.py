@@ -85,9 +85,8 @@ def exact_with_lists(shard, sample: Sample, k: int, min_sim: float | None) -> tu
     if len(shard) == 0 or nq == 0:
         return D, I, L
     kk = min(k, len(shard))
-    s, cols = faiss.knn(
-        np.ascontiguousarray(sample.x, np.float32), np.ascontiguousarray(shard.xb, np.float32), kk, metric=faiss.METRIC_INNER_PRODUCT
-    )  # BLAS with a fused top-k
+    xq, xb = np.ascontiguousarray(sample.x, np.float32), np.ascontiguousarray(shard.xb, np.float32)
+    s, cols = faiss.knn(xq, xb, kk, metric=faiss.METRIC_INNER_PRODUCT)  # BLAS with a fused top-k
     if min_sim is not None:
         cols = np.where(s >= min_sim, cols, -1)
         s = np.where(s >= min_sim, s, -np.inf)
@@ -99,10 +98,13 @@ def exact_with_lists(shard, sample: Sample, k: int, min_sim: float | None) -> tu
     return D, I, L
 
 
-def needed_gaps(sample: Sample, centroids: np.ndarray, threshold: float) -> np.ndarray:
-    """Per exact edge >= ``threshold`` of the sample (itself excluded), the gap that probes its list."""
+def needed_gaps(sample: Sample, centroids: np.ndarray, threshold: float, self_edges: bool = True) -> np.ndarray:
+    """Per exact edge >= ``threshold`` of the sample, the gap that probes its list. ``self_edges``: the
+    sample is part of the database (the step-2 graph), so a face's edge to itself is not counted."""
     D, I, L = sample.exact
-    want = (D >= threshold) & (I >= 0) & (I != sample.vertex[:, None]) & (L >= 0)
+    want = (D >= threshold) & (I >= 0) & (L >= 0)
+    if self_edges:
+        want &= I != sample.vertex[:, None]
     q, j = np.nonzero(want)
     if not len(q):
         return np.empty(0, np.float32)
@@ -119,9 +121,11 @@ def choose_gap(gaps: np.ndarray, target: float) -> float:
     return float(min(max(g, GAP_RANGE[0]), GAP_RANGE[1]))
 
 
-def gap_from_sample(sample: Sample, centroids: np.ndarray, threshold: float, target: float) -> float:
-    """The ``knn-calibrate`` task: the gap chosen on the even half of the searched sample."""
-    return choose_gap(needed_gaps(sample.half(odd=False), centroids, threshold), target)
+def gap_from_sample(
+    sample: Sample, centroids: np.ndarray, threshold: float, target: float, self_edges: bool = True
+) -> float:
+    """The ``calibrate-gap`` task: the gap chosen on the even half of the searched sample."""
+    return choose_gap(needed_gaps(sample.half(odd=False), centroids, threshold, self_edges), target)
 
 
 def audit_counts(sample: Sample, approx: tuple, threshold: float) -> tuple[int, int]:

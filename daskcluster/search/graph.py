@@ -38,9 +38,7 @@ class SelfKnn:
     audit_recall: float | None = None
 
 
-def self_knn(
-    x: np.ndarray, k: int, threshold: float, cfg: SearchConfig | None = None, backend: str = "cpu"
-) -> SelfKnn:
+def self_knn(x: np.ndarray, k: int, threshold: float, cfg: SearchConfig | None = None, backend: str = "cpu") -> SelfKnn:
     """The top-``k`` neighbours ``>= threshold`` of every row of ``x`` among all rows, as the day searches."""
     cfg = cfg or SearchConfig()
     x = np.ascontiguousarray(x, dtype=np.float32)
