@@ -121,12 +121,12 @@ class SearchConfig(_Section):
         "an exact sample for search.target_recall",
     )
     target_recall: float = Field(
-        0.985, gt=0.0, le=1.0, description="edge recall (by id, edges >= the threshold) the chosen gap aims at"
+        0.99, gt=0.0, le=1.0, description="edge recall (by id, edges >= the threshold) the chosen gap aims at"
     )
     assign_recall: float = Field(
         0.998, gt=0.0, le=1.0, description="share of faces whose best gallery cluster the assignment's gap finds"
     )
-    train_sample: int = Field(100_000, ge=1000, description="vectors sampled to train the coarse quantizer")
+    train_sample: int = Field(50_000, ge=1000, description="vectors sampled to train the coarse quantizer")
     shard_mb: float = Field(512.0, gt=0, description="features per k-NN graph shard (float32 MB)")
     audit: bool = Field(True, description="report the edge recall on the exact sample's other half")
     audit_sample: int = Field(

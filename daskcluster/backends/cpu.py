@@ -63,7 +63,7 @@ class CpuBackend:
         coarse: ivf.Probes | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(index, ivf.BlockedIVF):
-            return ivf.search(index, xq, k, nprobe, min_sim, coarse)
+            return ivf.search(index, xq, k, nprobe, min_sim, coarse, self.threads)
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
         return below_to_empty(D, I, min_sim)
 
@@ -74,8 +74,11 @@ class CpuBackend:
         _, labels = scipy.sparse.csgraph.connected_components(graph.tocsr(), directed=False)
         return labels.astype(np.int64)
 
+    threads = 1  # blocks of queries the blocked IVF searches in parallel (see ``ivf.search``)
+
     def set_threads(self, threads: int) -> None:
         faiss.omp_set_num_threads(threads)
+        self.threads = max(1, threads)
 
     def local_cluster(self, n_workers: int, threads_per_worker: int, memory_limit: str, dashboard_address: str) -> Any:
         import logging

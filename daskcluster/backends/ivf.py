@@ -239,21 +239,36 @@ def search(
     nprobe: int,
     min_sim: float | None = None,
     probes: Probes | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k by inner product among the members of the lists each query probes: ``(D, I)`` with I the
     database row numbers (-1 and -inf where fewer than k candidates, at or above ``min_sim``, exist).
 
     ``probes`` (from :func:`probe` with the same centroids) skips the coarse quantization: a query partition
     searched against many shards is quantized once, not once per shard. Without it each query probes its
-    ``nprobe`` nearest lists."""
+    ``nprobe`` nearest lists. ``threads`` > 1 searches blocks of queries in parallel, each with a one-thread
+    BLAS: the products are many and small, and a multi-threaded BLAS spends more time synchronising its
+    threads than computing (several times slower on a busy machine). A Dask worker runs one task per thread
+    with a one-thread BLAS already."""
     xq = np.ascontiguousarray(xq, dtype=np.float32)
     if probes is None:
         probes = probe(index.centroids, xq, nprobe)
-    Ds, Is = [], []
-    for start in range(0, len(xq), QUERY_BLOCK):
-        D, I = _search_block(index, xq[start : start + QUERY_BLOCK], k, probes[start : start + QUERY_BLOCK], min_sim)
-        Ds.append(D)
-        Is.append(np.where(I >= 0, index.rows[np.maximum(I, 0)], -1))
-    if not Ds:
+    step = max(1, min(QUERY_BLOCK, -(-len(xq) // max(1, threads))))
+    starts = range(0, len(xq), step)
+
+    def block(start: int) -> tuple[np.ndarray, np.ndarray]:
+        D, I = _search_block(index, xq[start : start + step], k, probes[start : start + step], min_sim)
+        return D, np.where(I >= 0, index.rows[np.maximum(I, 0)], -1)
+
+    if threads > 1 and len(starts) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+            out = list(pool.map(block, starts))
+    else:
+        out = [block(s) for s in starts]
+    if not out:
         return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
-    return np.concatenate(Ds), np.concatenate(Is)
+    return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])

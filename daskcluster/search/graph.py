@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from daskcluster.backends import get_backend
 from daskcluster.config import SearchConfig
 from daskcluster.search import calibrate
 from daskcluster.search.index import IndexSpec, choose_index, train_size
