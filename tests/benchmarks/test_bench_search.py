@@ -1,4 +1,5 @@
-"""benchmarks/search.py on a tiny synthetic day: JSON lines, exact is exact, the default rule recalls edges."""
+"""benchmarks/search.py at a tiny size: one table of every method, the rows' fields, exact is exact, the
+default and its peers recall edges (pynndescent included), and the real sets get rows too."""
 
 from __future__ import annotations
 
@@ -8,84 +9,102 @@ import pytest
 
 import benchmarks.search
 
-THRESHOLDS = ("0.5", "0.6", "0.7")
+FIELDS = {
+    "dataset",
+    "n",
+    "dim",
+    "k",
+    "queries",
+    "method",
+    "label",
+    "params",
+    "train_s",
+    "build_s",
+    "search_s",
+    "total_s",
+    "extrapolated",
+    "edge_recall",
+    "edges_found",
+    "edges_total",
+    "speedup",
+    "meets",
+    "threads",
+    "meta",
+}
+HEADERS = (
+    "n",
+    "method",
+    "params",
+    "train s",
+    "build s",
+    "search s",
+    "total s",
+    "edge recall >=0.6",
+    "speed-up",
+    "meets",
+)
 
 
 @pytest.fixture(scope="module")
-def bench():
-    return benchmarks.search
-
-
-@pytest.fixture(scope="module")
-def run(bench, tmp_path_factory):
-    """One tiny run: 5000 faces, d=64, IVF forced for the default rule (flat_below=0), two shards."""
+def run(tmp_path_factory):
+    """One run: 3000 synthetic faces (300 sampled queries) and the real sets, every method."""
     out = tmp_path_factory.mktemp("bench") / "bench.jsonl"
-    argv = [
-        "--backend",
-        "cpu",
-        "--n",
-        "5000",
-        "--dim",
-        "64",
-        "--k",
-        "10",
-        "--thresholds",
-        *THRESHOLDS,
-        "--shards",
-        "2",
-        "--seed",
-        "3",
-        "--flat-below",
-        "0",
-        "--nlists",
-        "32",
-        "--nprobes",
-        "4",
-        "--pq-nlist",
-        "32",
-        "--pq-m",
-        "8",
-        "--pq-nprobes",
-        "8",
-        "--out",
-        str(out),
-    ]
-    return bench, argv, out
+    argv = ["--sizes", "3000", "--sample", "300", "--seed", "3", "--real-dir", str(benchmarks.search.REAL_DIR)]
+    return argv + ["--out", str(out)], out
 
 
-def test_bench_search_json_lines(run, capsys):
-    bench, argv, out = run
-    records = bench.main(argv)
+def test_bench_search_one_table(run, capsys):
+    argv, out = run
+    records = benchmarks.search.main(argv)
     captured = capsys.readouterr()
-    lines = [line for line in captured.out.splitlines() if line.strip()]
-    parsed = [json.loads(line) for line in lines]  # every stdout line is one JSON object
-    assert parsed == records
     assert [json.loads(line) for line in out.read_text().splitlines()] == records
-    assert "edge@0.6" in captured.err  # the human table
+    assert [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")] == records
 
-    synth = [r for r in parsed if r["dataset"] == "synthetic"]
-    configs = [r["config"] for r in synth]
-    assert configs.count("exact") == 1 and configs.count("default") == 1
-    assert "ivf" in configs and "ivfpq_refine" in configs
-    for r in parsed:
-        assert set(THRESHOLDS) <= set(r["edge_recall"])
-        assert all(0.0 <= v <= 1.0 for v in r["edge_recall"].values())
+    # stdout: the one table, then one verdict line per dataset and size
+    lines = captured.out.splitlines()
+    head = lines[0]
+    assert all(h in head for h in HEADERS) and head.split()[0] == "data"
+    for label in ("exact", "default", "faiss IVF-Flat", "faiss HNSW", "pynndescent"):
+        assert any(label in line and line.split()[0] == "synthetic" for line in lines[2:])
+    assert any(line.startswith("n=3000: the default (edge recall") for line in lines)
 
-    exact = synth[configs.index("exact")]
-    assert exact["n"] == 5000 and exact["dim"] == 64 and exact["queries"] == 5000
-    assert exact["topk_recall"] == 1.0
-    assert all(v == 1.0 for v in exact["edge_recall"].values())
-    assert exact["edges_found_total"]["0.6"][1] > 1000  # the day has plenty of edges above 0.6
+    rows = [r for r in records if r["kind"] == "row"]
+    synth = [r for r in rows if r["dataset"] == "synthetic"]
+    methods = [r["method"] for r in synth]
+    assert methods == ["exact", "default", "ivf", "ivf", "hnsw", "hnsw", "nndescent"]
+    for r in rows:
+        assert FIELDS <= set(r), FIELDS - set(r)
+        assert 0.0 <= r["edge_recall"] <= 1.0 and r["edges_found"] <= r["edges_total"]
+        assert r["total_s"] > 0 and r["total_s"] >= r["train_s"] + r["build_s"] + r["search_s"] - 0.01
+        target = r["target_speedup"]
+        assert r["meets"] == (r["edge_recall"] >= 0.98 and r["speedup"] >= target)
+    for r in synth:
+        assert r["n"] == 3000 and r["queries"] == 300 and r["k"] == 10 and r["dim"] == 256
+        # sampled searches are extrapolated to all faces; the default and pynndescent build the whole graph
+        assert r["extrapolated"] == (r["method"] in ("exact", "ivf", "hnsw"))
 
-    default = synth[configs.index("default")]
-    assert default["index"].startswith("IVF") and 0 < default["nprobe"] <= default["nlist"]
-    assert all(v >= 0.95 for v in default["edge_recall"].values()), default["edge_recall"]
-    assert all(v >= 0.9 for v in default["edge_recall_ids"].values()), default["edge_recall_ids"]
-    assert default["speedup"] > 0 and default["search_s"] > 0
-    # two shards merged with merge_topk give the single-shard result
-    check = default["sharding_check"]
-    assert check["same_finite"] and check["same_ids"] >= 0.999 and check["max_abs_sim_diff"] < 1e-5
+    by = {(r["method"], r["params"]): r for r in synth}
+    exact = synth[0]
+    assert exact["edge_recall"] == 1.0 and exact["speedup"] == 1.0 and not exact["meets"]
+    assert exact["edges_total"] > 500  # the day has plenty of edges >= 0.6
+    for r in synth[1:]:
+        assert r["speedup"] == pytest.approx(exact["total_s"] / r["total_s"], rel=0.01, abs=0.01)
+    assert by["default", synth[1]["params"]]["edge_recall"] >= 0.95
+    assert [r["nprobe"] for r in synth if r["method"] == "ivf"] == [16, 64]
+    assert [r["ef_search"] for r in synth if r["method"] == "hnsw"] == [64, 128]
+    assert max(r["edge_recall"] for r in synth if r["method"] == "ivf") >= 0.99
+    assert max(r["edge_recall"] for r in synth if r["method"] == "hnsw") >= 0.99
+    assert synth[-1]["edge_recall"] >= 0.9 and synth[-1]["jit_s"] > 0
 
-    real = [r for r in parsed if r["dataset"] != "synthetic" and r["config"] == "default"]
-    for r in real:  # the real sets are tiny: the default rule searches them exactly
-        assert r["index"] == "Flat" and all(v == 1.0 for v in r["edge_recall"].values())
+    real = [r for r in rows if r["dataset"] != "synthetic"]
+    assert {r["dataset"] for r in real} == {p.stem for p in benchmarks.search.REAL_DIR.glob("*.parquet")}
+    for r in real:  # every face is a query: nothing extrapolated
+        assert not r["extrapolated"] and r["queries"] == r["n"]
+        if r["method"] == "exact":
+            assert r["edge_recall"] == 1.0
+
+    verdicts = [r for r in records if r["kind"] == "verdict"]
+    assert len(verdicts) == 1 + len({r["dataset"] for r in real})
+    v = verdicts[0]
+    assert (v["dataset"], v["n"]) == ("synthetic", 3000) and isinstance(v["default_beats_peers"], bool)
+    assert v["default_beats_peers"] == (not v["beaten_by"])
