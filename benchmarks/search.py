@@ -261,7 +261,7 @@ def run_default(b: Bench) -> None:
     from daskcluster.search.graph import self_knn
 
     ds, args = b.ds, b.args
-    res, wall = timed(lambda: self_knn(ds.x, ds.k + 1, args.threshold, SearchConfig(), args.backend))
+    res, wall = timed(lambda: self_knn(ds.x, ds.k + 1, args.threshold, SearchConfig(), args.backend, args.threads))
     approx = drop_self(res.D[ds.qids], np.asarray(res.I[ds.qids], dtype=np.int64), ds.qids, ds.k)
     parts = res.train_s + res.calibrate_s + res.build_s + res.search_s
     b.emit(

@@ -12,6 +12,7 @@ reported recall is measured on faces the gap was not fitted to. One exact pass s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import faiss
@@ -98,13 +99,18 @@ def exact_with_lists(shard, sample: Sample, k: int, min_sim: float | None) -> tu
     return D, I, L
 
 
-def needed_gaps(sample: Sample, centroids: np.ndarray, threshold: float, self_edges: bool = True) -> np.ndarray:
+def needed_gaps(
+    sample: Sample, centroids: np.ndarray, threshold: float, self_edges: bool = True, best_only: bool = False
+) -> np.ndarray:
     """Per exact edge >= ``threshold`` of the sample, the gap that probes its list. ``self_edges``: the
-    sample is part of the database (the step-2 graph), so a face's edge to itself is not counted."""
+    sample is part of the database (the step-2 graph), so a face's edge to itself is not counted.
+    ``best_only``: only each face's best edge counts (the assignment's decision)."""
     D, I, L = sample.exact
     want = (D >= threshold) & (I >= 0) & (L >= 0)
     if self_edges:
         want &= I != sample.vertex[:, None]
+    if best_only:
+        want[:, 1:] = False
     q, j = np.nonzero(want)
     if not len(q):
         return np.empty(0, np.float32)
@@ -113,19 +119,25 @@ def needed_gaps(sample: Sample, centroids: np.ndarray, threshold: float, self_ed
     return C[row].max(axis=1) - C[row, L[q, j]]
 
 
-def choose_gap(gaps: np.ndarray, target: float) -> float:
-    """The smallest gap that finds ``target`` of the edges (``DEFAULT_GAP`` when there are too few)."""
-    if len(gaps) < MIN_EDGES:
+def choose_gap(gaps: np.ndarray, target: float, z: float = 2.0) -> float:
+    """A gap that finds ``target`` of the edges with confidence: the sample's need at rank ``n target`` plus
+    ``z`` binomial standard deviations (a high quantile of a small sample is noisy: with few edges this is
+    their largest need). ``DEFAULT_GAP`` when there are too few edges."""
+    n = len(gaps)
+    if n < MIN_EDGES:
         return DEFAULT_GAP
-    g = float(np.quantile(gaps, target, method="higher")) + 1e-6
+    rank = math.ceil(n * target + z * math.sqrt(n * target * (1.0 - target)))
+    g = float(np.sort(gaps)[min(n, max(1, rank)) - 1]) + 1e-6
     return float(min(max(g, GAP_RANGE[0]), GAP_RANGE[1]))
 
 
 def gap_from_sample(
     sample: Sample, centroids: np.ndarray, threshold: float, target: float, self_edges: bool = True
 ) -> float:
-    """The ``calibrate-gap`` task: the gap chosen on the even half of the searched sample."""
-    return choose_gap(needed_gaps(sample.half(odd=False), centroids, threshold, self_edges), target)
+    """The ``calibrate-gap`` task: the gap chosen on the even half of the searched sample (for the step-2
+    graph every edge counts, ``self_edges``; for the assignment only each face's best cluster)."""
+    needs = needed_gaps(sample.half(odd=False), centroids, threshold, self_edges, best_only=not self_edges)
+    return choose_gap(needs, target)
 
 
 def audit_counts(sample: Sample, approx: tuple, threshold: float) -> tuple[int, int]:

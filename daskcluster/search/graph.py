@@ -39,9 +39,13 @@ class SelfKnn:
     audit_recall: float | None = None
 
 
-def self_knn(x: np.ndarray, k: int, threshold: float, cfg: SearchConfig | None = None, backend: str = "cpu") -> SelfKnn:
-    """The top-``k`` neighbours ``>= threshold`` of every row of ``x`` among all rows, as the day searches."""
+def self_knn(
+    x: np.ndarray, k: int, threshold: float, cfg: SearchConfig | None = None, backend: str = "cpu", threads: int = 1
+) -> SelfKnn:
+    """The top-``k`` neighbours ``>= threshold`` of every row of ``x`` among all rows, as the day searches
+    (``threads``: the compute threads of the process, as a worker's ``set_threads``)."""
     cfg = cfg or SearchConfig()
+    get_backend(backend).set_threads(threads)
     x = np.ascontiguousarray(x, dtype=np.float32)
     ids = np.arange(len(x), dtype=np.int64)
     spec = choose_index(len(x), cfg)
