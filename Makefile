@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.scaling $(ARGS) $(SCALING_ARGS)
 	$(VENV)/bin/python -m benchmarks.quality --sizes $(QUALITY_SIZES) $(ARGS) $(QUALITY_ARGS)
 	$(VENV)/bin/python -m benchmarks.history $(ARGS) $(HISTORY_ARGS)
+	$(VENV)/bin/python -m benchmarks.first_day $(ARGS) $(FIRST_DAY_ARGS)
 
 LINT_PATHS := daskcluster tests scripts benchmarks
 

@@ -53,15 +53,24 @@ def exact_sample(
 
 
 def choose_gap(
-    ex, cfg: Config, sample, centroids, threshold: float, target: float, prefix: str = "", self_edges: bool = True
+    ex,
+    cfg: Config,
+    sample,
+    centroids,
+    threshold: float,
+    target: float,
+    stage: str,
+    prefix: str = "",
+    self_edges: bool = True,
 ) -> float:
-    """The probing gap of a search: ``search.gap`` when set, else chosen on the sample's even half."""
+    """The probing gap of a search: ``search.gap`` when set, else chosen on the sample's even half (its time
+    counted in ``stage``)."""
     if cfg.search.gap:
         return cfg.search.gap
     fut = ex.submit(
         f"{prefix}calibrate-gap", calibrate.gap_from_sample, sample, centroids, threshold, target, self_edges
     )
-    gap = ex.gather(fut)
+    gap = ex.gather(ex.wait(stage, [fut])[0])
     log.info("%sprobing gap %.4f (recall target %.4f)", prefix, gap, target)
     return gap
 

@@ -72,7 +72,8 @@ def _best_clusters(ex, day: Day, tables: list, parts: list) -> tuple[list, Quant
             sample = exact_sample(ex, cfg, index, parts, offsets, k, threshold, "assign-", searchable=False)
         if spec.gap is None:
             target = cfg.search.assign_recall
-            spec = spec.with_gap(choose_gap(ex, cfg, sample, quant.centroids, threshold, target, "assign-", False))
+            gap = choose_gap(ex, cfg, sample, quant.centroids, threshold, target, "assign", "assign-", False)
+            spec = spec.with_gap(gap)
         coarse = (assign.queries, quant.centroids, spec.nprobe, day.backend, spec.gap)
     best = search_all(ex, "assign", index, parts, assign.search_part, k, coarse, min_sim=threshold)
     if not spec.is_flat and cfg.search.audit:

@@ -84,7 +84,7 @@ def knn_graph(ex, cfg: Config, backend: str, dim: int, rest: list) -> Graph:
         if spec.gap is None or cfg.search.audit:
             sample = exact_sample(ex, cfg, shards, rest, offsets, c.k + 1, c.threshold)
         if spec.gap is None:
-            gap = choose_gap(ex, cfg, sample, quant.centroids, c.threshold, cfg.search.target_recall)
+            gap = choose_gap(ex, cfg, sample, quant.centroids, c.threshold, cfg.search.target_recall, "edges")
             spec = spec.with_gap(gap)
         coarse = (knn.queries, quant.centroids, spec.nprobe, backend, spec.gap)
     best = search_all(ex, "knn", shards, rest, knn.knn_search, c.k + 1, coarse, min_sim=c.threshold)
