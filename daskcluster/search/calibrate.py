@@ -12,7 +12,6 @@ reported recall is measured on faces the gap was not fitted to. One exact pass s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import faiss
@@ -101,10 +100,10 @@ def exact_with_lists(shard, sample: Sample, k: int, min_sim: float | None) -> tu
 
 def needed_gaps(
     sample: Sample, centroids: np.ndarray, threshold: float, self_edges: bool = True, best_only: bool = False
-) -> np.ndarray:
-    """Per exact edge >= ``threshold`` of the sample, the gap that probes its list. ``self_edges``: the
-    sample is part of the database (the step-2 graph), so a face's edge to itself is not counted.
-    ``best_only``: only each face's best edge counts (the assignment's decision)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per exact edge >= ``threshold`` of the sample, the gap that probes its list, and the sample row of the
+    edge's face. ``self_edges``: the sample is part of the database (the step-2 graph), so a face's edge to
+    itself is not counted. ``best_only``: only each face's best edge counts (the assignment's decision)."""
     D, I, L = sample.exact
     want = (D >= threshold) & (I >= 0) & (L >= 0)
     if self_edges:
@@ -113,21 +112,33 @@ def needed_gaps(
         want[:, 1:] = False
     q, j = np.nonzero(want)
     if not len(q):
-        return np.empty(0, np.float32)
-    C = sample.x[np.unique(q)] @ np.asarray(centroids, np.float32).T
-    row = np.searchsorted(np.unique(q), q)
-    return C[row].max(axis=1) - C[row, L[q, j]]
+        return np.empty(0, np.float32), np.empty(0, np.int64)
+    rows = np.unique(q)
+    C = sample.x[rows] @ np.asarray(centroids, np.float32).T
+    row = np.searchsorted(rows, q)
+    return C[row].max(axis=1) - C[row, L[q, j]], q
 
 
-def choose_gap(gaps: np.ndarray, target: float, z: float = 2.0) -> float:
-    """A gap that finds ``target`` of the edges with confidence: the sample's need at rank ``n target`` plus
-    ``z`` binomial standard deviations (a high quantile of a small sample is noisy: with few edges this is
-    their largest need). ``DEFAULT_GAP`` when there are too few edges."""
-    n = len(gaps)
-    if n < MIN_EDGES:
+BOOTSTRAP = 200  # resamples of the sample's faces
+CONFIDENCE = 0.9  # share of the resamples in which the chosen gap reaches the target
+
+
+def choose_gap(gaps: np.ndarray, faces: np.ndarray, target: float) -> float:
+    """A gap that finds ``target`` of the edges with confidence: the ``CONFIDENCE`` quantile, over bootstrap
+    resamples of the sample's faces, of the gap each resample needs. A face's edges rise and fall together (the
+    faces of one dense identity need alike gaps), so the faces are resampled, not the edges; a high quantile
+    of a small sample is noisy, and this is what makes the choice safe on a new day. ``DEFAULT_GAP`` when there
+    are too few edges. Deterministic: the resamples come from a fixed seed."""
+    if len(gaps) < MIN_EDGES:
         return DEFAULT_GAP
-    rank = math.ceil(n * target + z * math.sqrt(n * target * (1.0 - target)))
-    g = float(np.sort(gaps)[min(n, max(1, rank)) - 1]) + 1e-6
+    order = np.argsort(gaps, kind="stable")
+    gaps, faces = gaps[order], faces[order]
+    uniq, inverse = np.unique(faces, return_inverse=True)
+    weights = np.random.default_rng(0).multinomial(len(uniq), np.full(len(uniq), 1.0 / len(uniq)), size=BOOTSTRAP)
+    w = weights[:, inverse].astype(np.float64)  # (BOOTSTRAP, edges): each edge counted as often as its face
+    cum = np.cumsum(w, axis=1)
+    need = np.argmax(cum >= target * cum[:, -1:], axis=1)  # the first edge (by need) reaching the target
+    g = float(np.quantile(gaps[need], CONFIDENCE, method="higher")) + 1e-6
     return float(min(max(g, GAP_RANGE[0]), GAP_RANGE[1]))
 
 
@@ -136,8 +147,8 @@ def gap_from_sample(
 ) -> float:
     """The ``calibrate-gap`` task: the gap chosen on the even half of the searched sample (for the step-2
     graph every edge counts, ``self_edges``; for the assignment only each face's best cluster)."""
-    needs = needed_gaps(sample.half(odd=False), centroids, threshold, self_edges, best_only=not self_edges)
-    return choose_gap(needs, target)
+    gaps, faces = needed_gaps(sample.half(odd=False), centroids, threshold, self_edges, best_only=not self_edges)
+    return choose_gap(gaps, faces, target)
 
 
 def audit_counts(sample: Sample, approx: tuple, threshold: float) -> tuple[int, int]:

@@ -80,8 +80,10 @@ def test_calibrated_gap_finds_the_target_share_of_sample_edges():
     shard = build_shard(ids, x, IndexSpec(64, 64), centroids, "cpu")
     sample = calibrate.sample_faces(ids, ids, x, 1500)
     sample.exact = calibrate.exact_with_lists(shard, sample, 11, 0.5)
-    gaps = calibrate.needed_gaps(sample.half(odd=False), centroids, 0.5)
-    assert len(gaps) >= calibrate.MIN_EDGES and (gaps >= 0).all()
+    gaps, faces = calibrate.needed_gaps(sample.half(odd=False), centroids, 0.5)
+    assert len(gaps) >= calibrate.MIN_EDGES and (gaps >= 0).all() and len(faces) == len(gaps)
+    assert calibrate.choose_gap(gaps, faces, 0.9) == calibrate.choose_gap(gaps, faces, 0.9)  # a fixed seed
+    assert calibrate.choose_gap(gaps, faces, 0.9) <= calibrate.choose_gap(gaps, faces, 0.99)
     for target in (0.9, 0.99):
         gap = calibrate.gap_from_sample(sample, centroids, 0.5, target)
         half = sample.half(odd=False)
