@@ -42,6 +42,11 @@ class Backend(Protocol):
         :meth:`probe` returned for these queries, or None."""
         ...
 
+    def exact_knn(self, xb: np.ndarray, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``k`` of ``xq`` among the rows of ``xb`` by inner product, with no index kept: ``(D, I)``
+        (the day's exact sample)."""
+        ...
+
     def connected_components(self, n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """Weakly connected component label (0..c-1) of each of ``n`` vertices given undirected edges."""
         ...

@@ -67,6 +67,11 @@ class CpuBackend:
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
         return below_to_empty(D, I, min_sim)
 
+    def exact_knn(self, xb: np.ndarray, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k by inner product without an index (BLAS with a fused top-k): ``(D, I)``, I rows of xb."""
+        xq, xb = np.ascontiguousarray(xq, np.float32), np.ascontiguousarray(xb, np.float32)
+        return faiss.knn(xq, xb, k, metric=faiss.METRIC_INNER_PRODUCT)
+
     def connected_components(self, n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         graph = scipy.sparse.coo_matrix(
             (np.ones(len(src), dtype=np.int8), (src.astype(np.int64), dst.astype(np.int64))), shape=(n, n)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 
+from daskcluster.backends import get_backend
 from daskcluster.search.sampling import id_hash
 from daskcluster.search.topk import edge_recall
 
@@ -85,8 +85,7 @@ def exact_with_lists(shard, sample: Sample, k: int, min_sim: float | None) -> tu
     if len(shard) == 0 or nq == 0:
         return D, I, L
     kk = min(k, len(shard))
-    xq, xb = np.ascontiguousarray(sample.x, np.float32), np.ascontiguousarray(shard.xb, np.float32)
-    s, cols = faiss.knn(xq, xb, kk, metric=faiss.METRIC_INNER_PRODUCT)  # BLAS with a fused top-k
+    s, cols = get_backend(shard.backend).exact_knn(shard.xb, sample.x, kk)
     if min_sim is not None:
         cols = np.where(s >= min_sim, cols, -1)
         s = np.where(s >= min_sim, s, -np.inf)
