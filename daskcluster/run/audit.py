@@ -47,7 +47,10 @@ def exact_sample(
     name = f"{prefix}calibrate"
     per_part = [ex.submit(f"{name}-sample", _part_sample, p, off, m, searchable) for p, off in zip(parts, offsets)]
     sample = ex.submit(f"{name}-sample", calibrate.merge_samples, per_part, m)
-    per_shard = [ex.submit(f"{name}-search", calibrate.exact_with_lists, s, sample, k, threshold) for s in shards]
+    per_shard = [  # where each shard lives: shards never move, the sample travels
+        ex.submit_at(h, f"{name}-search", calibrate.exact_with_lists, s, sample, k, threshold)
+        for s, h in zip(shards, ex.homes(shards))
+    ]
     exact = ex.tree_reduce(f"{name}-merge", merge_topk, per_shard, k)
     return ex.submit(f"{name}-sample", _with_exact, sample, exact)
 
