@@ -8,6 +8,8 @@ faces, and each row shows its time and its edge recall:
   linearly to all n queries. Its top-k on the sample is the ground truth of every row.
 - ``default``: the project's own graph, ``daskcluster.search.graph.self_knn`` on all n faces (a true
   all-vs-all, nothing extrapolated).
+- ``default one-way``: the same with ``search.both_ways: false`` (each product kept for the query only), to
+  show what searching both ways buys.
 - ``faiss IVF-Flat`` at ``--ivf-nprobes``: nlist 4096 at n >= 500k, else 1024 (``--ivf-nlist``), trained with
   faiss's k-means on max(50k, 39 nlist) sampled rows; train + add + the sample's search extrapolated.
 - ``faiss HNSW`` (``IndexHNSWFlat``, M 32, efConstruction 40) at ``--hnsw-ef`` efSearch: the add of all n
@@ -53,10 +55,11 @@ from daskcluster.search import edge_recall
 log = logging.getLogger("bench_search")
 
 REAL_DIR = ROOT / "tests" / "data" / "real"
-PEERS = ("default", "ivf", "hnsw", "nndescent")  # exact always runs: it is every row's ground truth
+PEERS = ("default", "oneway", "ivf", "hnsw", "nndescent")  # exact always runs: it is every row's ground truth
 LABELS = {
     "exact": "exact",
     "default": "default",
+    "oneway": "default one-way",
     "ivf": "faiss IVF-Flat",
     "hnsw": "faiss HNSW",
     "nndescent": "pynndescent",
@@ -257,15 +260,16 @@ def run_exact(b: Bench) -> None:
     b.emit("exact", "Flat", b.truth, 0.0, build_s, search_s, ds.extrapolated, search_s_sample=search_s / ds.scale)
 
 
-def run_default(b: Bench) -> None:
+def run_default(b: Bench, method: str = "default", cfg: SearchConfig | None = None) -> None:
     from daskcluster.search.graph import self_knn
 
     ds, args = b.ds, b.args
-    res, wall = timed(lambda: self_knn(ds.x, ds.k + 1, args.threshold, SearchConfig(), args.backend, args.threads))
+    cfg = cfg or SearchConfig()
+    res, wall = timed(lambda: self_knn(ds.x, ds.k + 1, args.threshold, cfg, args.backend, args.threads))
     approx = drop_self(res.D[ds.qids], np.asarray(res.I[ds.qids], dtype=np.int64), ds.qids, ds.k)
     parts = res.train_s + res.calibrate_s + res.build_s + res.search_s
     b.emit(
-        "default",
+        method,
         str(res.index),
         approx,
         res.train_s + res.calibrate_s,
@@ -280,6 +284,11 @@ def run_default(b: Bench) -> None:
         wall_s=round(wall, 3),
         other_s=round(max(0.0, wall - parts), 3),
     )
+
+
+def run_oneway(b: Bench) -> None:
+    """The default with ``search.both_ways: false``: each product kept for the query only."""
+    run_default(b, "oneway", SearchConfig(both_ways=False))
 
 
 def ivf_nlist(args: argparse.Namespace, n: int) -> int:
@@ -356,6 +365,7 @@ def run_nndescent(b: Bench) -> None:
 
 RUNNERS: dict[str, Callable[[Bench], None]] = {
     "default": run_default,
+    "oneway": run_oneway,
     "ivf": run_ivf,
     "hnsw": run_hnsw,
     "nndescent": run_nndescent,

@@ -126,6 +126,11 @@ class SearchConfig(_Section):
     assign_recall: float = Field(
         0.998, gt=0.0, le=1.0, description="share of faces whose best gallery cluster the assignment's gap finds"
     )
+    both_ways: bool = Field(
+        True,
+        description="the k-NN graph keeps each product for both faces: an edge is found when either end probes "
+        "the other's list (CPU backend)",
+    )
     train_sample: int = Field(50_000, ge=1000, description="vectors sampled to train the coarse quantizer")
     shard_mb: float = Field(512.0, gt=0, description="features per k-NN graph shard (float32 MB)")
     audit: bool = Field(True, description="report the edge recall on the exact sample's other half")

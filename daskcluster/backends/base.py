@@ -15,6 +15,7 @@ class Backend(Protocol):
     """
 
     name: str
+    searches_both_ways: bool  # whether :meth:`search` accepts ``both`` (the k-NN graph of a set against itself)
     partition_mb: float  # feature MB (float32) per partition that suits this backend's workers
 
     def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
@@ -35,11 +36,25 @@ class Backend(Protocol):
         ...
 
     def search(
-        self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None, coarse: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        index: Any,
+        xq: np.ndarray,
+        k: int,
+        nprobe: int,
+        min_sim: float | None = None,
+        coarse: Any = None,
+        both: Any = None,
+    ) -> tuple:
         """Top-``k`` by exact inner product among the candidates (only those >= ``min_sim`` when given);
         ``(D, I)`` with I local row numbers, ``-1`` / ``-inf`` for empty slots. ``coarse``: what
-        :meth:`probe` returned for these queries, or None."""
+        :meth:`probe` returned for these queries, or None. ``both`` (from :meth:`both_ways`, only where
+        ``searches_both_ways``): also the reverse candidates, ``(D, I, Reverse)`` (rows: local row numbers,
+        neighbours: query numbers)."""
+        ...
+
+    def both_ways(self, index: Any, k: int, min_sim: float | None, probes: Any) -> Any:
+        """What :meth:`search` needs to search ``index`` both ways, its rows probing ``probes`` (None when the
+        index cannot)."""
         ...
 
     def exact_knn(self, xb: np.ndarray, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ def below_to_empty(D: np.ndarray, I: np.ndarray, min_sim: float | None) -> tuple
 
 class CpuBackend:
     name = "cpu"
+    searches_both_ways = True  # the blocked IVF keeps each product for both of its ends (``ivf.Both``)
     kmeans_on_gpu = False
     partition_mb = 64.0  # feature MB per partition under ``ingest.partition_mb: 0``
 
@@ -61,11 +62,19 @@ class CpuBackend:
         nprobe: int,
         min_sim: float | None = None,
         coarse: ivf.Probes | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        both: ivf.Both | None = None,
+    ) -> tuple:
         if isinstance(index, ivf.BlockedIVF):
-            return ivf.search(index, xq, k, nprobe, min_sim, coarse, self.threads)
+            return ivf.search(index, xq, k, nprobe, min_sim, coarse, self.threads, both)
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
         return below_to_empty(D, I, min_sim)
+
+    def both_ways(self, index: Any, k: int, min_sim: float | None, probes: ivf.Probes) -> ivf.Both | None:
+        """What searching ``index``'s own rows both ways needs (``probes``: the lists those rows probe), or
+        None for a flat index."""
+        if not isinstance(index, ivf.BlockedIVF):
+            return None
+        return ivf.both_ways(index, k, min_sim, probes)
 
     def exact_knn(self, xb: np.ndarray, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k by inner product without an index (BLAS with a fused top-k): ``(D, I)``, I rows of xb."""

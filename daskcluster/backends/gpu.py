@@ -34,6 +34,7 @@ class GpuBackend(CpuBackend):
     """Search and k-means on the GPU (faiss-gpu), components with cuGraph."""
 
     name = "gpu"
+    searches_both_ways = False  # faiss-gpu's IVF search returns each query's own top-k only
     kmeans_on_gpu = True
     partition_mb = 1024.0  # a GPU search wants partitions of gigabytes: fewer, larger batches
 
@@ -60,7 +61,14 @@ class GpuBackend(CpuBackend):
         return None
 
     def search(
-        self, index: Any, xq: np.ndarray, k: int, nprobe: int, min_sim: float | None = None, coarse: None = None
+        self,
+        index: Any,
+        xq: np.ndarray,
+        k: int,
+        nprobe: int,
+        min_sim: float | None = None,
+        coarse: None = None,
+        both: None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         if hasattr(index, "nprobe"):
             index.nprobe = max(1, min(nprobe, index.nlist))

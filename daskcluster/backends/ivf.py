@@ -17,6 +17,13 @@ as the products themselves. The search therefore runs in two passes:
 
 The result is the exact top-k among the probed lists' members: no candidate under ``tau`` can enter it.
 
+**Both ways** (the k-NN graph of a set against itself, ``floors``): every product of pass 2 also scores the
+list's members against the query, so it is kept for them too. A member ``b`` keeps a query ``q`` when
+``s(q, b) >= floor[b]``, its own k-th best within its list (:func:`own_floors`): nothing under it can enter
+``b``'s top-k. A face's edge is then found when either end probes the other's list, which reaches the same
+edge recall with a smaller gap (``docs/search.md``). The reverse candidates come back as
+:class:`Reverse` triples, each row's best k, to be joined with the forward lists (:func:`join_reverse`).
+
 Probing (:func:`probe`) is relative to the nearest list: a query probes the lists whose centroid scores
 within ``gap`` of its best centroid score, at most ``nprobe`` of them. Far from a dense region few lists pass;
 the gap is chosen per day from an exact sample for a target edge recall (``daskcluster.search.calibrate``).
@@ -28,6 +35,22 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+
+from daskcluster.backends.candidates import Both, Probes, Reverse, join_reverse
+
+__all__ = [
+    "BlockedIVF",
+    "Both",
+    "Probes",
+    "Reverse",
+    "both_ways",
+    "build",
+    "join_reverse",
+    "nearest_list",
+    "own_floors",
+    "probe",
+    "search",
+]
 
 QUERY_BLOCK = 65_536  # queries searched per pass: bounds the probe and candidate buffers
 
@@ -73,35 +96,6 @@ def nearest_list(quantizer: faiss.IndexFlatIP, xb: np.ndarray) -> np.ndarray:
     if len(xb) == 0:
         return np.empty(0, np.int64)
     return quantizer.search(np.ascontiguousarray(xb, dtype=np.float32), 1)[1][:, 0].astype(np.int64)
-
-
-@dataclass
-class Probes:
-    """The lists a block of queries probes: ``primary[i]`` (the nearest) and, in CSR form, the others:
-    ``others[indptr[i]:indptr[i + 1]]``, int32. Compact enough to travel between tasks."""
-
-    primary: np.ndarray
-    indptr: np.ndarray
-    others: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.primary)
-
-    def __getitem__(self, rows: slice) -> Probes:
-        a, b, _ = rows.indices(len(self))
-        lo, hi = self.indptr[a], self.indptr[b]
-        return Probes(self.primary[a:b], self.indptr[a : b + 1] - lo, self.others[lo:hi])
-
-    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(query, list)`` of every non-primary probe, grouped by list (queries ascending within a list)."""
-        q = np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.indptr))
-        order = np.argsort(self.others, kind="stable")
-        return q[order], self.others[order]
-
-    @property
-    def mean(self) -> float:
-        """Lists probed per query."""
-        return 1.0 + len(self.others) / max(1, len(self))
 
 
 PROBE_CHUNK = 8192  # queries scored against the centroids at a time: bounds the (chunk, nlist) score buffer
@@ -205,9 +199,90 @@ class _Candidates:
         return _top_per_query(nq, np.concatenate(self.q), np.concatenate(self.r), np.concatenate(self.s), k)
 
 
-def _search_block(index: BlockedIVF, xq: np.ndarray, k: int, probes: Probes, min_sim: float | None):
+class _ReverseCandidates:
+    """Reverse triples kept from the score blocks of one query block: per column, the scores at or above the
+    member's floor from queries whose nearest list the member does not probe (a column with more than k of
+    them keeps those at or above its k-th best)."""
+
+    def __init__(self, both: Both, nlist: int) -> None:
+        self.both = both
+        self.nlist = nlist
+        self.row: list[np.ndarray] = []
+        self.q: list[np.ndarray] = []
+        self.s: list[np.ndarray] = []
+
+    def add(self, S: np.ndarray, qs: np.ndarray, primary: np.ndarray, lo: int, k: int) -> None:
+        n = S.shape[1]
+        flat = np.flatnonzero(S >= self.both.floors[lo : lo + n][None, :])
+        if not len(flat):
+            return
+        i = flat // n
+        c = flat - i * n
+        keep = ~self.both.probed(lo, lo + n, self.nlist)[c, primary[i]]
+        flat, i, c = flat[keep], i[keep], c[keep]
+        if not len(flat):
+            return
+        counts = np.bincount(c, minlength=n)
+        heavy = np.flatnonzero(counts > k)
+        if len(heavy):  # rare: keep each heavy column's best k (ties: all of them, pruned at the end)
+            light = counts[c] <= k
+            hs = S.ravel()[flat[~light]]
+            hc, hi = c[~light], i[~light]
+            top = Reverse.best(hc.astype(np.int64), qs[hi].astype(np.int64), hs, k)
+            self._append(lo + top.row, top.nb, top.s)
+            flat, i, c = flat[light], i[light], c[light]
+        self._append(lo + c, qs[i], S.ravel()[flat])
+
+    def _append(self, row: np.ndarray, q: np.ndarray, s: np.ndarray) -> None:
+        self.row.append(row)
+        self.q.append(q)
+        self.s.append(s)
+
+    def top(self, k: int) -> Reverse:
+        if not self.row:
+            return Reverse.empty()
+        cat = [np.concatenate(a) for a in (self.row, self.q, self.s)]
+        return Reverse.best(cat[0].astype(np.int64), cat[1].astype(np.int64), cat[2], k)
+
+
+FLOOR_CHUNK = 4096
+
+
+def both_ways(index: BlockedIVF, k: int, min_sim: float | None, probes: Probes) -> Both:
+    """:class:`Both` for ``index``, whose rows (in database order) probe ``probes``."""
+    counts = np.diff(probes.indptr)[index.rows]
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    starts = probes.indptr[index.rows]
+    pos = np.arange(indptr[-1]) - np.repeat(indptr[:-1], counts) + np.repeat(starts, counts)
+    return Both(own_floors(index, k, min_sim), indptr, probes.others[pos])
+
+
+def own_floors(index: BlockedIVF, k: int, min_sim: float | None) -> np.ndarray:
+    """Each database row's k-th best score among the members of its own list (itself included), at least
+    ``min_sim``; in index order. A lower bound of its final k-th best, since its own list is always probed."""
+    floor0 = np.float32(-np.inf if min_sim is None else min_sim)
+    out = np.full(len(index.xb), floor0, np.float32)
+    for j in np.flatnonzero(np.diff(index.offsets) >= k):
+        lo, hi = index.offsets[j], index.offsets[j + 1]
+        for a in range(lo, hi, FLOOR_CHUNK):  # bounds the (chunk, list) score block of a long list
+            b = min(a + FLOOR_CHUNK, hi)
+            S = index.xb[a:b] @ index.xb[lo:hi].T
+            out[a:b] = np.maximum(np.partition(S, hi - lo - k, axis=1)[:, hi - lo - k], floor0)
+    return out
+
+
+def _search_block(
+    index: BlockedIVF,
+    xq: np.ndarray,
+    k: int,
+    probes: Probes,
+    min_sim: float | None,
+    both: Both | None = None,
+    first: int = 0,
+):
     """Top-k ``(D, I)`` (I rows of ``index.xb``) of one block of queries, in the two passes of the module
-    docstring."""
+    docstring; with ``both``, also the reverse candidates (rows of ``index.xb``, query numbers from
+    ``first``)."""
     nq = len(xq)
     floor0 = np.float32(-np.inf if min_sim is None else min_sim)
     listed = np.diff(index.offsets) > 0
@@ -223,13 +298,18 @@ def _search_block(index: BlockedIVF, xq: np.ndarray, k: int, probes: Probes, min
         found.add(xs[a:b] @ index.xb[lo:hi].T, order[a:b], lo, floor[a:b], k)
     tau = np.maximum(found.top(nq, k)[0][:, k - 1], floor0)  # nothing under the k-th best so far can enter
     # pass 2: the other probed lists, scores >= tau only
+    rev = _ReverseCandidates(both, index.nlist) if both is not None else None
     q, lists = probes.pairs()
     bounds = np.searchsorted(lists, np.arange(index.nlist + 1))
     for j in np.flatnonzero((np.diff(bounds) > 0) & listed):
         qs = q[bounds[j] : bounds[j + 1]]
         lo, hi = index.offsets[j], index.offsets[j + 1]
-        found.add(xq[qs] @ index.xb[lo:hi].T, qs, lo, tau[qs], k)
-    return found.top(nq, k)
+        S = xq[qs] @ index.xb[lo:hi].T
+        found.add(S, qs, lo, tau[qs], k)
+        if rev is not None:
+            rev.add(S, qs + first, probes.primary[qs], lo, k)
+    D, I = found.top(nq, k)
+    return D, I, (rev.top(k) if rev is not None else None)
 
 
 def search(
@@ -240,7 +320,8 @@ def search(
     min_sim: float | None = None,
     probes: Probes | None = None,
     threads: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
+    both: Both | None = None,
+) -> tuple:
     """Top-k by inner product among the members of the lists each query probes: ``(D, I)`` with I the
     database row numbers (-1 and -inf where fewer than k candidates, at or above ``min_sim``, exist).
 
@@ -249,16 +330,22 @@ def search(
     ``nprobe`` nearest lists. ``threads`` > 1 searches blocks of queries in parallel, each with a one-thread
     BLAS: the products are many and small, and a multi-threaded BLAS spends more time synchronising its
     threads than computing (several times slower on a busy machine). A Dask worker runs one task per thread
-    with a one-thread BLAS already."""
+    with a one-thread BLAS already.
+
+    ``both`` (:func:`both_ways`) searches both ways: the result is ``(D, I, Reverse)``, the reverse
+    triples' rows being database row numbers and their neighbours query numbers."""
     xq = np.ascontiguousarray(xq, dtype=np.float32)
     if probes is None:
         probes = probe(index.centroids, xq, nprobe)
-    step = max(1, min(QUERY_BLOCK, -(-len(xq) // max(1, threads))))
+    # equal blocks, a multiple of ``threads`` of them, none over QUERY_BLOCK: no thread idles on a short last one
+    rounds = max(1, -(-len(xq) // (max(1, threads) * QUERY_BLOCK)))
+    step = max(1, -(-len(xq) // (max(1, threads) * rounds)))
     starts = range(0, len(xq), step)
 
-    def block(start: int) -> tuple[np.ndarray, np.ndarray]:
-        D, I = _search_block(index, xq[start : start + step], k, probes[start : start + step], min_sim)
-        return D, np.where(I >= 0, index.rows[np.maximum(I, 0)], -1)
+    def block(start: int) -> tuple:
+        stop = start + step
+        D, I, rev = _search_block(index, xq[start:stop], k, probes[start:stop], min_sim, both, start)
+        return D, np.where(I >= 0, index.rows[np.maximum(I, 0)], -1), rev
 
     if threads > 1 and len(starts) > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -270,5 +357,11 @@ def search(
     else:
         out = [block(s) for s in starts]
     if not out:
-        return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
-    return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
+        D, I = np.empty((0, k), np.float32), np.empty((0, k), np.int64)
+        return (D, I) if both is None else (D, I, Reverse.empty())
+    D, I = np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
+    if both is None:
+        return D, I
+    rev = Reverse.merge([o[2] for o in out], k)
+    rows = index.rows[rev.row]  # index order -> database row numbers: re-sorted by row
+    return D, I, Reverse.best(rows, rev.nb, rev.s, k)

@@ -40,15 +40,17 @@ def exact_sample(
     threshold: float,
     prefix: str = "",
     searchable: bool = True,
+    both_ways: bool = False,
 ) -> object:
     """Handle of the day's sample with its exact top-``k`` (>= ``threshold``) over every shard. Tasks are named
-    ``<prefix>calibrate-sample``, ``-search`` and ``-merge``."""
+    ``<prefix>calibrate-sample``, ``-search`` and ``-merge``. ``both_ways``: the search will run both ways, so
+    each edge's gap is also measured from the neighbour's side."""
     m = cfg.search.audit_sample
     name = f"{prefix}calibrate"
     per_part = [ex.submit(f"{name}-sample", _part_sample, p, off, m, searchable) for p, off in zip(parts, offsets)]
     sample = ex.submit(f"{name}-sample", calibrate.merge_samples, per_part, m)
     per_shard = [  # where each shard lives: shards never move, the sample travels
-        ex.submit_at(h, f"{name}-search", calibrate.exact_with_lists, s, sample, k, threshold)
+        ex.submit_at(h, f"{name}-search", calibrate.exact_with_lists, s, sample, k, threshold, both_ways)
         for s, h in zip(shards, ex.homes(shards))
     ]
     exact = ex.tree_reduce(f"{name}-merge", merge_topk, per_shard, k)

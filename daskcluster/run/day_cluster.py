@@ -11,10 +11,11 @@ import math
 import operator
 from dataclasses import dataclass
 
+from daskcluster.backends import get_backend
 from daskcluster.config import ClusterConfig, Config
 from daskcluster.run.audit import audit_edges, choose_gap, exact_sample
 from daskcluster.search import IndexSpec, choose_index, quantizer
-from daskcluster.search.fanout import by_home, search_all
+from daskcluster.search.fanout import by_home, probe_partition, search_all, search_both_ways
 from daskcluster.stages import components, ingest, knn, linking
 
 __all__ = ["CUT_BUCKETS", "Clustered", "Graph", "cluster_day", "knn_graph", "link_components"]
@@ -80,14 +81,31 @@ def knn_graph(ex, cfg: Config, backend: str, dim: int, rest: list) -> Graph:
         ),
     )
     sample, coarse = None, None
+    both_ways = cfg.search.both_ways and get_backend(backend).searches_both_ways and not spec.is_flat
     if not spec.is_flat:
         if spec.gap is None or cfg.search.audit:
-            sample = exact_sample(ex, cfg, shards, rest, offsets, c.k + 1, c.threshold)
+            sample = exact_sample(ex, cfg, shards, rest, offsets, c.k + 1, c.threshold, both_ways=both_ways)
         if spec.gap is None:
             gap = choose_gap(ex, cfg, sample, quant.centroids, c.threshold, cfg.search.target_recall, "edges")
             spec = spec.with_gap(gap)
         coarse = (knn.queries, quant.centroids, spec.nprobe, backend, spec.gap)
-    best = search_all(ex, "knn", shards, rest, knn.knn_search, c.k + 1, coarse, min_sim=c.threshold)
+    if both_ways:
+        probes = [ex.submit("knn-probe", probe_partition, knn.queries, q, *coarse[1:]) for q in rest]
+        best = search_both_ways(
+            ex,
+            "knn",
+            shards,
+            groups,
+            rest,
+            probes,
+            offsets,
+            knn.knn_search,
+            c.k + 1,
+            knn.graph_both,
+            min_sim=c.threshold,
+        )
+    else:
+        best = search_all(ex, "knn", shards, rest, knn.knn_search, c.k + 1, coarse, min_sim=c.threshold)
     nbs = [ex.submit("neighbours", linking.neighbours, b, off, c.k, c.threshold) for b, off in zip(best, offsets)]
     return Graph(sizes, offsets, spec, shards, groups, best, nbs, sample)
 

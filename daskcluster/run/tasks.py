@@ -34,8 +34,11 @@ STAGE_TASKS: dict[str, tuple[str, ...]] = {
     "edges": (
         "unassigned",
         "knn-probe",
+        "knn-both",
         "knn-search",
         "knn-merge",
+        "knn-reverse",
+        "knn-join",
         "neighbours",
         "knn-table",
         "annotate",

@@ -42,7 +42,7 @@ MIN_EDGES = 50  # sample edges needed to choose a gap
 @dataclass
 class Sample:
     """Sampled faces: id hashes, vertex numbers (or ids), features; and, once searched, their exact top-k
-    ``(D, I, L)`` with L each neighbour's IVF list."""
+    ``(D, I, L, B)`` (see :func:`exact_with_lists`)."""
 
     h: np.ndarray
     vertex: np.ndarray
@@ -75,15 +75,19 @@ def merge_samples(samples: list[Sample], m: int) -> Sample:
     )
 
 
-def exact_with_lists(shard, sample: Sample, k: int, min_sim: float | None) -> tuple:
-    """The ``calibrate-search`` task: exact top-k of the sample in one shard, ``(D, ids, lists)`` (lists: each
-    neighbour's IVF list, -1 for flat shards or empty slots)."""
+def exact_with_lists(shard, sample: Sample, k: int, min_sim: float | None, both_ways: bool = False) -> tuple:
+    """The ``calibrate-search`` task: exact top-k of the sample in one shard, ``(D, ids, lists, back)``.
+
+    ``lists``: each neighbour's IVF list (-1 for flat shards or empty slots). ``back``, when the search runs
+    both ways (the sample is part of the database): the gap at which each neighbour would probe the face's
+    list itself (its best centroid score minus its score for the face's list); else +inf."""
     nq = len(sample)
     D = np.full((nq, k), -np.inf, np.float32)
     I = np.full((nq, k), -1, np.int64)
     L = np.full((nq, k), -1, np.int64)
+    B = np.full((nq, k), np.inf, np.float32)
     if len(shard) == 0 or nq == 0:
-        return D, I, L
+        return D, I, L, B
     kk = min(k, len(shard))
     s, cols = get_backend(shard.backend).exact_knn(shard.xb, sample.x, kk)
     if min_sim is not None:
@@ -94,16 +98,25 @@ def exact_with_lists(shard, sample: Sample, k: int, min_sim: float | None) -> tu
     row_lists = shard.row_lists()
     if row_lists is not None:
         L[:, :kk] = np.where(cols >= 0, row_lists[np.maximum(cols, 0)], -1)
-    return D, I, L
+        if both_ways:
+            c = np.asarray(shard.centroids, np.float32)
+            own = np.argmax(sample.x @ c.T, axis=1)  # each face's nearest list
+            xb = shard.xb[np.maximum(cols, 0)]  # (nq, kk, d): the neighbours
+            back = np.einsum("qjd,qjd->qj", xb, c[L[:, :kk].clip(0)]) - np.einsum("qjd,qd->qj", xb, c[own])
+            B[:, :kk] = np.where(cols >= 0, back, np.inf)
+    return D, I, L, B
 
 
 def needed_gaps(
     sample: Sample, centroids: np.ndarray, threshold: float, self_edges: bool = True, best_only: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per exact edge >= ``threshold`` of the sample, the gap that probes its list, and the sample row of the
-    edge's face. ``self_edges``: the sample is part of the database (the step-2 graph), so a face's edge to
-    itself is not counted. ``best_only``: only each face's best edge counts (the assignment's decision)."""
-    D, I, L = sample.exact
+    """Per exact edge >= ``threshold`` of the sample, the gap that finds it, and the sample row of the
+    edge's face. The face finds it when it probes the neighbour's list; a search both ways also finds it when
+    the neighbour probes the face's list (the smaller of the two gaps). ``self_edges``: the sample is part of
+    the database (the step-2 graph), so a face's edge to itself is not counted. ``best_only``: only each
+    face's best edge counts (the assignment's decision)."""
+    D, I, L = sample.exact[:3]
+    back = sample.exact[3] if len(sample.exact) > 3 else np.full(D.shape, np.inf, np.float32)
     want = (D >= threshold) & (I >= 0) & (L >= 0)
     if self_edges:
         want &= I != sample.vertex[:, None]
@@ -115,7 +128,7 @@ def needed_gaps(
     rows = np.unique(q)
     C = sample.x[rows] @ np.asarray(centroids, np.float32).T
     row = np.searchsorted(rows, q)
-    return C[row].max(axis=1) - C[row, L[q, j]], q
+    return np.minimum(C[row].max(axis=1) - C[row, L[q, j]], back[q, j]), q
 
 
 BOOTSTRAP = 200  # resamples of the sample's faces
@@ -153,5 +166,5 @@ def gap_from_sample(
 def audit_counts(sample: Sample, approx: tuple, threshold: float) -> tuple[int, int]:
     """How many of the sample's exact edges >= ``threshold`` the search's top-k ``approx = (D, I)`` (rows of
     the sample, in its order) holds, by id: ``(found, total)``."""
-    D, I, _ = sample.exact
+    D, I = sample.exact[:2]
     return edge_recall(approx, (D, I), threshold, self_ids=sample.vertex)

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from daskcluster.backends import get_backend
+from daskcluster.backends.candidates import join_reverse
 from daskcluster.config import SearchConfig
 from daskcluster.search import calibrate
 from daskcluster.search.index import IndexSpec, choose_index, train_size
 from daskcluster.search.quantizer import train_quantizer
 from daskcluster.search.sampling import sample_rows
-from daskcluster.search.shard import build_shard, probe, search_shard
+from daskcluster.search.shard import build_shard, probe, search_shard, shard_both_ways
 
 __all__ = ["SelfKnn", "self_knn"]
 
@@ -58,15 +59,21 @@ def self_knn(
     shard = build_shard(ids, x, spec, centroids, backend)
     t2 = time.perf_counter()
     sample, gap = None, None
+    both_ways = cfg.both_ways and get_backend(backend).searches_both_ways
     if not spec.is_flat:
         sample = calibrate.sample_faces(ids, ids, x, cfg.audit_sample)
-        sample.exact = calibrate.exact_with_lists(shard, sample, k, threshold)
+        sample.exact = calibrate.exact_with_lists(shard, sample, k, threshold, both_ways)
         gap = cfg.gap or calibrate.gap_from_sample(sample, centroids, threshold, cfg.target_recall)
         spec = spec.with_gap(gap)
         shard.gap = gap
     t3 = time.perf_counter()
     coarse = probe(x, centroids, spec.nprobe, backend, gap) if centroids is not None else None
-    D, I = search_shard(shard, x, k, threshold, coarse)
+    both = shard_both_ways(shard, [coarse], k, threshold) if both_ways and coarse is not None else None
+    if both is None:
+        D, I = search_shard(shard, x, k, threshold, coarse)
+    else:
+        D, I, rev = search_shard(shard, x, k, threshold, coarse, both)
+        D, I = join_reverse(D, I, rev, 0)  # the queries are the shard's rows: query number = id
     t4 = time.perf_counter()
     recall = None
     if sample is not None:

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from daskcluster.backends import get_backend
+from daskcluster.backends.candidates import Probes, Reverse
 from daskcluster.search.index import IndexSpec
 
-__all__ = ["IndexShard", "build_shard", "nearest_lists", "probe", "search_shard"]
+__all__ = ["IndexShard", "build_shard", "nearest_lists", "probe", "search_shard", "shard_both_ways"]
 
 
 @dataclass
@@ -109,12 +110,30 @@ def probe(xq: np.ndarray, centroids: np.ndarray, nprobe: int, backend: str, gap:
     return get_backend(backend).probe(centroids, xq, nprobe, gap)
 
 
+def shard_both_ways(shard: IndexShard, probes: list, k: int, min_sim: float | None) -> Any:
+    """What searching a shard's own rows both ways needs (see ``ivf.Both``): ``probes``, the :func:`probe`
+    results of the query partitions the shard's rows came from, in order. None where the backend or the index
+    cannot."""
+    backend = get_backend(shard.backend)
+    if len(shard) == 0 or shard.centroids is None or not backend.searches_both_ways:
+        return None
+    rows = Probes.concat(list(probes))
+    if len(rows) != len(shard):
+        raise ValueError(f"both-ways search: {len(rows)} probed rows for a shard of {len(shard)}")
+    return backend.both_ways(shard.index, k, min_sim, rows)
+
+
 def search_shard(
-    shard: IndexShard, xq: np.ndarray, k: int, min_sim: float | None = None, coarse: Any = None
-) -> tuple[np.ndarray, np.ndarray]:
+    shard: IndexShard, xq: np.ndarray, k: int, min_sim: float | None = None, coarse: Any = None, both: Any = None
+) -> tuple:
     """Top-``k`` of ``xq`` in one shard (only neighbours >= ``min_sim`` when given): ``(D, I)`` with global
-    ids; empty slots are ``(-inf, -1)``. ``coarse`` is the result of :func:`probe` for these queries."""
+    ids; empty slots are ``(-inf, -1)``. ``coarse`` is the result of :func:`probe` for these queries.
+
+    ``both`` (:func:`shard_both_ways`, when the queries are the shard's own rows' day): also the reverse
+    candidates, ``(D, I, Reverse)`` with the shard's ids as rows and query numbers as neighbours."""
     nq = len(xq)
+    if both is not None:
+        return _search_both(shard, xq, k, min_sim, coarse, both)
     if len(shard) == 0 or nq == 0:
         return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
     kk = min(k, len(shard))
@@ -130,3 +149,20 @@ def search_shard(
         D = np.pad(D, ((0, 0), (0, k - kk)), constant_values=-np.inf)
         ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
     return D, ids.astype(np.int64)
+
+
+def _search_both(shard: IndexShard, xq: np.ndarray, k: int, min_sim: float | None, coarse: Any, both: Any) -> tuple:
+    nq = len(xq)
+    if len(shard) == 0 or nq == 0:
+        return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64), Reverse.empty()
+    backend = get_backend(shard.backend)
+    if coarse is None:
+        coarse = backend.probe(shard.centroids, xq, shard.nprobe, shard.gap)
+    D, I, rev = backend.search(shard.index, xq, k, shard.nprobe, min_sim, coarse, both)
+    ids = np.where(I >= 0, shard.ids[np.maximum(I, 0)], -1).astype(np.int64)
+    D = np.where(I >= 0, D, -np.inf).astype(np.float32)
+    rows = shard.ids[rev.row].astype(np.int64)
+    rev = Reverse(rows, rev.nb, rev.s)
+    if len(rows) > 1 and (np.diff(rows) < 0).any():
+        rev = Reverse.best(rows, rev.nb, rev.s, k)
+    return D, ids, rev

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from daskcluster.backends.candidates import Reverse
 from daskcluster.search import IndexShard, IndexSpec, build_shard, sample_rows, search_shard
+from daskcluster.search.shard import shard_both_ways
 from daskcluster.stages.ingest import Part
 
 
@@ -47,17 +49,29 @@ def queries(part: Part) -> np.ndarray:
     return part.x[part.searchable]
 
 
+def graph_both(shard: IndexShard, probes: list, k: int, min_sim: float) -> Any:
+    """The ``knn-both`` task: what searching the graph both ways needs of a shard's rows (``probes``: the
+    ``knn-probe`` results of its partitions, in order); None where the backend cannot."""
+    return shard_both_ways(shard, probes, k, min_sim)
+
+
 def knn_search(
-    shard: IndexShard, part: Part, k: int, min_sim: float, coarse: Any = None
-) -> tuple[np.ndarray, np.ndarray]:
+    shard: IndexShard, part: Part, k: int, min_sim: float, coarse: Any = None, both: Any = None, offset: int = 0
+) -> tuple:
     """The ``knn-search`` task: top-k neighbours at or above ``min_sim`` of the unassigned faces in one shard
     (callers ask for ``cluster.k + 1``: a face finds itself). Only those can become edges. Rows of
-    low-quality faces stay empty."""
+    low-quality faces stay empty. With ``both`` (the shard's :func:`graph_both`), also the reverse candidates
+    of the shard's faces among this partition's (numbered from ``offset``), ``(D, I, Reverse)``."""
     mask = part.searchable
-    D, I = search_shard(shard, part.x[mask], k, min_sim, coarse)
-    if mask.all():
-        return D, I
-    D_all = np.full((len(mask), k), -np.inf, np.float32)
-    I_all = np.full((len(mask), k), -1, np.int64)
-    D_all[mask], I_all[mask] = D, I
-    return D_all, I_all
+    if both is not None:
+        D, I, rev = search_shard(shard, part.x[mask], k, min_sim, coarse, both)
+        rev = Reverse(rev.row, offset + np.flatnonzero(mask)[rev.nb], rev.s)
+    else:
+        D, I = search_shard(shard, part.x[mask], k, min_sim, coarse)
+        rev = None
+    if not mask.all():
+        D_all = np.full((len(mask), k), -np.inf, np.float32)
+        I_all = np.full((len(mask), k), -1, np.int64)
+        D_all[mask], I_all[mask] = D, I
+        D, I = D_all, I_all
+    return (D, I) if rev is None else (D, I, rev)

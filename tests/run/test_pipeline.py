@@ -162,14 +162,25 @@ def test_exact_mode_independent_of_partition_size(client, small_days, tmp_path):
 
 
 def test_ivf_mode_independent_of_partition_size(client, small_days, tmp_path):
-    """The calibrated gap, the probes and the search do not depend on how a day is partitioned."""
+    """The calibrated gap, the probes and the search (both ways, its reverse candidates crossing shards and
+    workers) do not depend on how a day is partitioned or sharded."""
     got, gaps = {}, {}
-    for mb in (0.05, 64):
+    layouts = {"one": ("ingest.partition_mb=64",), "many": ("ingest.partition_mb=0.05", "search.shard_mb=0.08")}
+    for name, layout in layouts.items():
         for d in small_days:
-            res = run_day(
-                client, d, tmp_path / f"g{mb}", make_config("search.flat_below=100", f"ingest.partition_mb={mb}")
-            )
-        gaps[mb] = (res.summary["knn_index"], res.summary["assign_index"])
-        got[mb] = face_clusters(tmp_path / f"g{mb}").to_pandas().sort_values("face_id").reset_index(drop=True)
-    assert "gap=" in gaps[64][0] and gaps[0.05] == gaps[64]
-    assert got[0.05].equals(got[64])
+            res = run_day(client, d, tmp_path / f"g{name}", make_config("search.flat_below=100", *layout))
+        gaps[name] = (res.summary["knn_index"], res.summary["assign_index"])
+        got[name] = face_clusters(tmp_path / f"g{name}").to_pandas().sort_values("face_id").reset_index(drop=True)
+    assert "gap=" in gaps["one"][0] and gaps["many"] == gaps["one"]
+    assert got["many"].equals(got["one"])
+
+
+def test_searching_both_ways_raises_edge_recall(client, tmp_path):
+    from daskcluster.eval.synth import SynthSpec, write_dataset
+
+    days = write_dataset(SynthSpec(days=1, faces_per_day=20_000, identities=2000, dim=64, seed=9), tmp_path / "d")
+    recall = {}
+    for both in ("true", "false"):
+        cfg = make_config("search.flat_below=100", "search.gap=0.03", f"search.both_ways={both}")
+        recall[both] = run_day(client, days[0], tmp_path / both, cfg).summary["edge_recall"]
+    assert recall["true"] > recall["false"]

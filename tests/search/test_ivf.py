@@ -50,6 +50,56 @@ def test_search_is_exact_over_the_probed_lists(min_sim, gap):
     assert same.all()
 
 
+def _brute_both_ways(x, centroids, probes, k, min_sim):
+    """Top-k by brute force of every row of ``x`` against ``x`` among the members of the lists it probes and
+    the rows that probe its own list (ties: lower row)."""
+    lists = ivf.nearest_list(ivf._quantizer(centroids), x)
+    probed = [
+        set([int(probes.primary[i])] + probes.others[probes.indptr[i] : probes.indptr[i + 1]].tolist())
+        for i in range(len(x))
+    ]
+    D = np.full((len(x), k), -np.inf, np.float32)
+    I = np.full((len(x), k), -1, np.int64)
+    for b in range(len(x)):
+        rows = np.flatnonzero(np.isin(lists, list(probed[b])) | np.array([lists[b] in p for p in probed]))
+        s = x[rows] @ x[b]
+        if min_sim is not None:
+            rows, s = rows[s >= min_sim], s[s >= min_sim]
+        order = np.lexsort((rows, -s))[:k]
+        D[b, : len(order)], I[b, : len(order)] = s[order], rows[order]
+    return D, I
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("min_sim,gap", [(None, 0.05), (0.3, 0.05), (0.3, 0.2), (0.3, None)])
+def test_both_ways_is_exact_over_either_end_probing(min_sim, gap, threads, monkeypatch):
+    """A face's top-k searched both ways: exact over its probed lists' members and the faces probing its list,
+    whatever the query blocks (small blocks: reverse candidates of one row come from several)."""
+    monkeypatch.setattr(ivf, "QUERY_BLOCK", 256)
+    x = _clustered(1500, 32, 4)
+    centroids = train_quantizer([sample_rows(np.arange(1500), x, 1500)], 24, 1500, "cpu")
+    index = ivf.build(x, centroids)
+    probes = ivf.probe(centroids, x, 6, gap)
+    D, I, rev = ivf.search(index, x, 7, 6, min_sim, probes, threads, ivf.both_ways(index, 7, min_sim, probes))
+    assert len(rev) and (np.diff(rev.row) >= 0).all()
+    D, I = ivf.join_reverse(D, I, rev, 0)
+    want_D, want_I = _brute_both_ways(x, centroids, probes, 7, min_sim)
+    np.testing.assert_allclose(D, want_D, rtol=1e-5, atol=1e-6)
+    assert ((I == want_I) | np.isclose(D, want_D, atol=1e-6)).all()
+    forward = ivf.search(index, x, 7, 6, min_sim, probes)
+    assert (D[:, -1] >= forward[0][:, -1] - 1e-6).all()  # never worse than one way
+    assert (I != forward[1]).any()  # and here strictly better somewhere
+
+
+def test_join_reverse_keeps_each_neighbour_once_with_ties_to_the_smaller_id():
+    D = np.array([[0.9, 0.5, -np.inf], [0.8, -np.inf, -np.inf]], np.float32)
+    I = np.array([[10, 11, -1], [12, -1, -1]], np.int64)
+    rev = ivf.Reverse(np.array([5, 5, 5, 6]), np.array([11, 3, 2, 12]), np.array([0.5, 0.7, 0.5, 0.8], np.float32))
+    D2, I2 = ivf.join_reverse(D, I, rev, 5)
+    assert I2.tolist() == [[10, 3, 2], [12, -1, -1]]
+    np.testing.assert_allclose(D2[0], [0.9, 0.7, 0.5])
+
+
 def test_probe_by_gap_keeps_the_nearest_first_and_caps_the_count():
     rng = np.random.default_rng(0)
     centroids = rng.standard_normal((50, 16)).astype(np.float32)
