@@ -94,26 +94,31 @@ class Reverse:
 
 def join_reverse(D: np.ndarray, I: np.ndarray, rev: Reverse, first: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k lists ``(D, I)`` of rows ``first, first + 1, ...`` joined with their reverse candidates: each
-    row's best k distinct neighbours (ties: the smaller id), empty slots ``(-inf, -1)``."""
+    row's best k distinct neighbours (ties: the smaller id), empty slots ``(-inf, -1)``. Only the rows with
+    reverse candidates are re-ranked."""
     n, k = D.shape
     rev = rev.slice(first, first + n)
     if not len(rev):
         return D, I
-    q, j = np.nonzero(I >= 0)
-    row = np.concatenate([q.astype(np.int64), rev.row - first])
-    nb = np.concatenate([I[q, j], rev.nb])
-    s = np.concatenate([D[q, j], rev.s]).astype(np.float32)
+    rows = np.unique(rev.row - first)
+    Dr, Ir = D[rows], I[rows]
+    q, j = np.nonzero(Ir >= 0)
+    row = np.concatenate([q.astype(np.int64), np.searchsorted(rows, rev.row - first)])
+    nb = np.concatenate([Ir[q, j], rev.nb])
+    s = np.concatenate([Dr[q, j], rev.s]).astype(np.float32)
     order = np.lexsort((-s.astype(np.float64), nb, row))  # one neighbour found both ways: its best score
     row, nb, s = row[order], nb[order], s[order]
     first_of = np.ones(len(row), bool)
     first_of[1:] = (row[1:] != row[:-1]) | (nb[1:] != nb[:-1])
     top = Reverse.best(row[first_of], nb[first_of], s[first_of], k)
-    D2 = np.full((n, k), -np.inf, np.float32)
-    I2 = np.full((n, k), -1, np.int64)
     rank = np.arange(len(top.row)) - np.searchsorted(top.row, top.row, side="left")
-    D2[top.row, rank] = top.s
-    I2[top.row, rank] = top.nb
-    return D2, I2
+    Dr = np.full((len(rows), k), -np.inf, np.float32)
+    Ir = np.full((len(rows), k), -1, np.int64)
+    Dr[top.row, rank] = top.s
+    Ir[top.row, rank] = top.nb
+    D, I = D.copy(), I.copy()
+    D[rows], I[rows] = Dr, Ir
+    return D, I
 
 
 @dataclass
