@@ -132,11 +132,17 @@ class Both:
     indptr: np.ndarray
     others: np.ndarray
 
-    def probed(self, lo: int, hi: int, nlist: int) -> np.ndarray:
-        """``(hi - lo, nlist)``: whether row ``lo + i`` probes list ``j`` (its own list aside)."""
-        out = np.zeros((hi - lo, nlist), bool)
+    def probed(self, lo: int, hi: int, lists: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+        """``(hi - lo, len(lists))``: whether row ``lo + i`` probes list ``lists[j]`` (its own list aside).
+        ``lookup``: a scratch array of -1, one per list of the index, left as it was found."""
+        out = np.zeros((hi - lo, len(lists)), bool)
         a, b = self.indptr[lo], self.indptr[hi]
-        out[np.repeat(np.arange(hi - lo), np.diff(self.indptr[lo : hi + 1])), self.others[a:b]] = True
+        lookup[lists] = np.arange(len(lists))
+        col = lookup[self.others[a:b]]
+        lookup[lists] = -1
+        row = np.repeat(np.arange(hi - lo), np.diff(self.indptr[lo : hi + 1]))
+        hit = col >= 0
+        out[row[hit], col[hit]] = True
         return out
 
     def __sizeof__(self) -> int:

@@ -206,7 +206,7 @@ class _ReverseCandidates:
 
     def __init__(self, both: Both, nlist: int) -> None:
         self.both = both
-        self.nlist = nlist
+        self.lookup = np.full(nlist, -1, np.int64)
         self.row: list[np.ndarray] = []
         self.q: list[np.ndarray] = []
         self.s: list[np.ndarray] = []
@@ -218,7 +218,8 @@ class _ReverseCandidates:
             return
         i = flat // n
         c = flat - i * n
-        keep = ~self.both.probed(lo, lo + n, self.nlist)[c, primary[i]]
+        lists, col = np.unique(primary, return_inverse=True)  # the nearest lists of this block's queries
+        keep = ~self.both.probed(lo, lo + n, lists, self.lookup)[c, col[i]]
         flat, i, c = flat[keep], i[keep], c[keep]
         if not len(flat):
             return

@@ -119,7 +119,7 @@ def test_default_search_close_to_exact(client, tmp_path):
         res = run_day(client, days[0], tmp_path / mode, make_config(*extra))
         f[mode] = evaluate_gallery(tmp_path / mode, days)["bcubed_f"]
     assert res.summary["knn_index"].startswith("IVF") and "gap=" in res.summary["knn_index"]
-    assert res.summary["edge_recall"] >= 0.97  # the audit half: ~0.985 (search.target_recall) +- sampling
+    assert res.summary["edge_recall"] >= 0.97  # the audit half: ~0.99 (search.target_recall) +- sampling
     assert abs(f["exact"] - f["ivf"]) <= 0.02
 
 
