@@ -19,20 +19,32 @@ def _clustered(n, d, seed, n_id=40):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _brute_over_probes(xb, xq, centroids, probes, k, min_sim):
-    """Top-k by brute force among the members of each query's probed lists (ties: lower row)."""
-    lists = ivf.nearest_list(ivf._quantizer(centroids), xb)
+def _brute(xb, xq, candidates, k, min_sim):
+    """Top-k by brute force of each query ``i`` among the rows ``candidates(i)`` (ties: lower row)."""
     D = np.full((len(xq), k), -np.inf, np.float32)
     I = np.full((len(xq), k), -1, np.int64)
     for i in range(len(xq)):
-        probed = np.concatenate([[probes.primary[i]], probes.others[probes.indptr[i] : probes.indptr[i + 1]]])
-        rows = np.flatnonzero(np.isin(lists, probed))
+        rows = candidates(i)
         s = xb[rows] @ xq[i]
         if min_sim is not None:
             rows, s = rows[s >= min_sim], s[s >= min_sim]
         order = np.lexsort((rows, -s))[:k]
         D[i, : len(order)], I[i, : len(order)] = s[order], rows[order]
     return D, I
+
+
+def _probed(probes):
+    return [
+        {int(probes.primary[i]), *probes.others[probes.indptr[i] : probes.indptr[i + 1]].tolist()}
+        for i in range(len(probes))
+    ]
+
+
+def _brute_over_probes(xb, xq, centroids, probes, k, min_sim):
+    """Top-k by brute force among the members of each query's probed lists."""
+    lists = ivf.nearest_list(ivf._quantizer(centroids), xb)
+    probed = _probed(probes)
+    return _brute(xb, xq, lambda i: np.flatnonzero(np.isin(lists, list(probed[i]))), k, min_sim)
 
 
 @pytest.mark.parametrize("min_sim", [None, 0.3])
@@ -52,22 +64,14 @@ def test_search_is_exact_over_the_probed_lists(min_sim, gap):
 
 def _brute_both_ways(x, centroids, probes, k, min_sim):
     """Top-k by brute force of every row of ``x`` against ``x`` among the members of the lists it probes and
-    the rows that probe its own list (ties: lower row)."""
+    the rows that probe its own list."""
     lists = ivf.nearest_list(ivf._quantizer(centroids), x)
-    probed = [
-        set([int(probes.primary[i])] + probes.others[probes.indptr[i] : probes.indptr[i + 1]].tolist())
-        for i in range(len(x))
-    ]
-    D = np.full((len(x), k), -np.inf, np.float32)
-    I = np.full((len(x), k), -1, np.int64)
-    for b in range(len(x)):
-        rows = np.flatnonzero(np.isin(lists, list(probed[b])) | np.array([lists[b] in p for p in probed]))
-        s = x[rows] @ x[b]
-        if min_sim is not None:
-            rows, s = rows[s >= min_sim], s[s >= min_sim]
-        order = np.lexsort((rows, -s))[:k]
-        D[b, : len(order)], I[b, : len(order)] = s[order], rows[order]
-    return D, I
+    probed = _probed(probes)
+
+    def candidates(b):
+        return np.flatnonzero(np.isin(lists, list(probed[b])) | np.array([lists[b] in p for p in probed]))
+
+    return _brute(x, x, candidates, k, min_sim)
 
 
 @pytest.mark.parametrize("threads", [1, 3])
