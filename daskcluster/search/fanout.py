@@ -104,7 +104,7 @@ def _search_group_both(fn: Callable, shards: list, boths: list, query: Any, k: i
     """The ``-search`` task searched both ways: ``(D, I, Reverse)`` over the shards held on one worker."""
     out = [fn(s, query, k, both=b, **kw) for s, b in zip(shards, boths)]
     D, I = merge_topk([o[:2] for o in out], k)
-    return D, I, Reverse.merge([o[2] for o in out], k)
+    return D, I, Reverse.merge([o[2] for o in out if len(o) > 2], k)  # a shard with no rows has no reverse
 
 
 def _merge_forward(results: list[tuple], k: int) -> tuple:

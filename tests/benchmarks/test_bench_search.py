@@ -64,14 +64,14 @@ def test_bench_search_one_table(run, capsys):
     lines = captured.out.splitlines()
     head = lines[0]
     assert all(h in head for h in HEADERS) and head.split()[0] == "data"
-    for label in ("exact", "default", "faiss IVF-Flat", "faiss HNSW", "pynndescent"):
+    for label in ("exact", "default", "default one-way", "faiss IVF-Flat", "faiss HNSW", "pynndescent"):
         assert any(label in line and line.split()[0] == "synthetic" for line in lines[2:])
     assert any(line.startswith("n=3000: the default (edge recall") for line in lines)
 
     rows = [r for r in records if r["kind"] == "row"]
     synth = [r for r in rows if r["dataset"] == "synthetic"]
     methods = [r["method"] for r in synth]
-    assert methods == ["exact", "default", "ivf", "ivf", "hnsw", "hnsw", "nndescent"]
+    assert methods == ["exact", "default", "oneway", "ivf", "ivf", "hnsw", "hnsw", "nndescent"]
     for r in rows:
         assert FIELDS <= set(r), FIELDS - set(r)
         assert 0.0 <= r["edge_recall"] <= 1.0 and r["edges_found"] <= r["edges_total"]
@@ -90,6 +90,7 @@ def test_bench_search_one_table(run, capsys):
     for r in synth[1:]:
         assert r["speedup"] == pytest.approx(exact["total_s"] / r["total_s"], rel=0.01, abs=0.01)
     assert by["default", synth[1]["params"]]["edge_recall"] >= 0.95
+    assert synth[2]["edge_recall"] >= 0.95
     assert [r["nprobe"] for r in synth if r["method"] == "ivf"] == [16, 64]
     assert [r["ef_search"] for r in synth if r["method"] == "hnsw"] == [64, 128]
     assert max(r["edge_recall"] for r in synth if r["method"] == "ivf") >= 0.99
