@@ -17,10 +17,11 @@ as the products themselves. The search therefore runs in two passes:
 
 The result is the exact top-k among the probed lists' members: no candidate under ``tau`` can enter it.
 
-**Both ways** (the k-NN graph of a set against itself, ``floors``): every product of pass 2 also scores the
+**Both ways** (the k-NN graph of a set against itself, ``both``): every product of pass 2 also scores the
 list's members against the query, so it is kept for them too. A member ``b`` keeps a query ``q`` when
 ``s(q, b) >= floor[b]``, its own k-th best within its list (:func:`own_floors`): nothing under it can enter
-``b``'s top-k. A face's edge is then found when either end probes the other's list, which reaches the same
+``b``'s top-k; and when ``b`` does not probe ``q``'s nearest list itself (then ``b``'s own search scores the
+pair). A face's edge is then found when either end probes the other's list, which reaches the same
 edge recall with a smaller gap (``docs/search.md``). The reverse candidates come back as
 :class:`Reverse` triples, each row's best k, to be joined with the forward lists (:func:`join_reverse`).
 
