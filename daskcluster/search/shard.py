@@ -132,37 +132,25 @@ def search_shard(
     ``both`` (:func:`shard_both_ways`, when the queries are the shard's own rows' day): also the reverse
     candidates, ``(D, I, Reverse)`` with the shard's ids as rows and query numbers as neighbours."""
     nq = len(xq)
-    if both is not None:
-        return _search_both(shard, xq, k, min_sim, coarse, both)
     if len(shard) == 0 or nq == 0:
-        return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
-    kk = min(k, len(shard))
+        empty = np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
+        return empty if both is None else (*empty, Reverse.empty())
+    kk = min(k, len(shard)) if both is None else k  # the blocked IVF pads lists of fewer than k itself
     backend = get_backend(shard.backend)
     if shard.centroids is None:
         coarse = None
     elif coarse is None:
         coarse = backend.probe(shard.centroids, xq, shard.nprobe, shard.gap)
-    D, I = backend.search(shard.index, xq, kk, shard.nprobe, min_sim, coarse)
+    out = backend.search(shard.index, xq, kk, shard.nprobe, min_sim, coarse, both)
+    D, I = out[0], out[1]
     ids = np.where(I >= 0, shard.ids[np.maximum(I, 0)], -1)
     D = np.where(I >= 0, D, -np.inf).astype(np.float32)
     if kk < k:
         D = np.pad(D, ((0, 0), (0, k - kk)), constant_values=-np.inf)
         ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
-    return D, ids.astype(np.int64)
-
-
-def _search_both(shard: IndexShard, xq: np.ndarray, k: int, min_sim: float | None, coarse: Any, both: Any) -> tuple:
-    nq = len(xq)
-    if len(shard) == 0 or nq == 0:
-        return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64), Reverse.empty()
-    backend = get_backend(shard.backend)
-    if coarse is None:
-        coarse = backend.probe(shard.centroids, xq, shard.nprobe, shard.gap)
-    D, I, rev = backend.search(shard.index, xq, k, shard.nprobe, min_sim, coarse, both)
-    ids = np.where(I >= 0, shard.ids[np.maximum(I, 0)], -1).astype(np.int64)
-    D = np.where(I >= 0, D, -np.inf).astype(np.float32)
-    rows = shard.ids[rev.row].astype(np.int64)
-    rev = Reverse(rows, rev.nb, rev.s)
-    if len(rows) > 1 and (np.diff(rows) < 0).any():
-        rev = Reverse.best(rows, rev.nb, rev.s, k)
-    return D, ids, rev
+    if both is None:
+        return D, ids.astype(np.int64)
+    rev = out[2]
+    rows = shard.ids[rev.row].astype(np.int64)  # shard ids: re-sorted only where they do not ascend
+    rev = Reverse.best(rows, rev.nb, rev.s, k) if (np.diff(rows) < 0).any() else Reverse(rows, rev.nb, rev.s)
+    return D, ids.astype(np.int64), rev
