@@ -131,6 +131,19 @@ class SearchConfig(_Section):
         description="the k-NN graph keeps each product for both faces: an edge is found when either end probes "
         "the other's list (CPU backend)",
     )
+    spill: int = Field(
+        2,
+        ge=0,
+        le=16,
+        description="further IVF lists a gallery centre far from every centroid is stored in (CPU backend; "
+        "0 = off): the assignment reaches it with a smaller gap",
+    )
+    spill_below: float = Field(
+        0.3,
+        ge=-1.0,
+        le=1.0,
+        description="a gallery centre whose best centroid scores under this is spilled into search.spill more lists",
+    )
     train_sample: int = Field(50_000, ge=1000, description="vectors sampled to train the coarse quantizer")
     shard_mb: float = Field(512.0, gt=0, description="features per k-NN graph shard (float32 MB)")
     audit: bool = Field(True, description="report the edge recall on the exact sample's other half")

@@ -16,6 +16,7 @@ class Backend(Protocol):
 
     name: str
     searches_both_ways: bool  # whether :meth:`search` accepts ``both`` (the k-NN graph of a set against itself)
+    spills: bool  # whether :meth:`build_index` stores a row in every list of 2-d ``lists`` (else the first only)
     partition_mb: float  # feature MB (float32) per partition that suits this backend's workers
 
     def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:

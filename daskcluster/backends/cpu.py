@@ -23,6 +23,7 @@ def below_to_empty(D: np.ndarray, I: np.ndarray, min_sim: float | None) -> tuple
 class CpuBackend:
     name = "cpu"
     searches_both_ways = True  # the blocked IVF keeps each product for both of its ends (``ivf.Both``)
+    spills = True  # the blocked IVF stores a row in several lists (``ivf.build``)
     kmeans_on_gpu = False
     partition_mb = 64.0  # feature MB per partition under ``ingest.partition_mb: 0``
 

@@ -35,6 +35,7 @@ class GpuBackend(CpuBackend):
 
     name = "gpu"
     searches_both_ways = False  # faiss-gpu's IVF search returns each query's own top-k only
+    spills = False  # faiss-gpu lists each vector once, on the device
     kmeans_on_gpu = True
     partition_mb = 1024.0  # a GPU search wants partitions of gigabytes: fewer, larger batches
 

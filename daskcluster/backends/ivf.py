@@ -51,6 +51,7 @@ __all__ = [
     "own_floors",
     "probe",
     "search",
+    "spill_lists",
 ]
 
 QUERY_BLOCK = 65_536  # queries searched per pass: bounds the probe and candidate buffers
@@ -63,6 +64,7 @@ class BlockedIVF:
     xb: np.ndarray  # database rows in list order
     rows: np.ndarray  # original row number of each row of xb
     offsets: np.ndarray  # list j is xb[offsets[j]:offsets[j + 1]]
+    spilled: bool = False  # some rows sit in several lists (:func:`build` with spill lists)
 
     @property
     def nlist(self) -> int:
@@ -71,19 +73,56 @@ class BlockedIVF:
 
 def build(xb: np.ndarray, centroids: np.ndarray, lists: np.ndarray | None = None) -> BlockedIVF:
     """The index of ``xb`` over ``centroids``; ``lists`` (each row's nearest centroid, when stored) skips the
-    quantization of the rows."""
+    quantization of the rows. ``lists`` of shape ``(n, 1 + s)`` also *spills* rows into more lists: column 0
+    is the row's nearest, the others further lists it is stored in too (-1: none). Every score is still
+    exact and each row is returned once; spilling only widens which queries reach a row."""
     quantizer = _quantizer(centroids)
     if lists is None:
         lists = nearest_list(quantizer, xb)
+    lists = np.asarray(lists)
+    if lists.ndim == 2:
+        keep = lists >= 0
+        keep[:, 0] = True
+        row = np.broadcast_to(np.arange(len(lists))[:, None], lists.shape)[keep]
+        lists = lists[keep]  # row-major: a row's own list, then its spills
+    else:
+        row = np.arange(len(lists))
     order = np.argsort(lists, kind="stable")
     offsets = np.searchsorted(lists[order], np.arange(len(centroids) + 1))
+    rows = row[order].astype(np.int64)
     return BlockedIVF(
         quantizer,
         np.ascontiguousarray(centroids, dtype=np.float32),
-        np.ascontiguousarray(xb[order]),
-        order.astype(np.int64),
+        np.ascontiguousarray(xb[rows]),
+        rows,
         offsets,
+        spilled=len(rows) > len(xb),
     )
+
+
+def spill_lists(centroids: np.ndarray, x: np.ndarray, extra: int, below: float) -> np.ndarray:
+    """Each row's nearest list and, for a row whose best centroid scores under ``below``, its ``extra`` next
+    nearest: ``(n, 1 + extra)`` int32, -1 where a row is not spilled. A row far from every centroid lives
+    where the quantizer has no structure (the faces of rare identities, spread over the sphere): its nearest
+    list says little about which queries score it high, and storing it in a few lists lets those queries
+    reach it with a far smaller gap (``docs/search.md``)."""
+    c = np.ascontiguousarray(centroids, dtype=np.float32)
+    out = np.full((len(x), 1 + extra), -1, np.int32)
+    want = min(1 + extra, len(c))
+    for start in range(0, len(x), PROBE_CHUNK):
+        C = np.ascontiguousarray(x[start : start + PROBE_CHUNK], dtype=np.float32) @ c.T
+        if want < len(c):
+            top = np.sort(np.argpartition(-C, want - 1, axis=1)[:, :want], axis=1)
+        else:
+            top = np.broadcast_to(np.arange(len(c)), C.shape)
+        order = np.argsort(-np.take_along_axis(C, top, axis=1), axis=1, kind="stable")  # ties: the lower list
+        top = np.take_along_axis(top, order, axis=1)
+        v = np.take_along_axis(C, top, axis=1)
+        block = out[start : start + len(C)]
+        block[:, 0] = top[:, 0]
+        far = v[:, 0] < np.float32(below)
+        block[far, 1:want] = top[far, 1:want]
+    return out
 
 
 def _quantizer(centroids: np.ndarray) -> faiss.IndexFlatIP:
@@ -146,12 +185,21 @@ def _sort_key(q: np.ndarray, s: np.ndarray) -> np.ndarray:
     return (q.astype(np.int64) << 32) + (bits + 2**31)
 
 
-def _top_per_query(nq: int, q: np.ndarray, rows: np.ndarray, s: np.ndarray, k: int):
-    """Each query's top-k candidates by score (ties: the candidate that came first), ``(D, I)``."""
+def _top_per_query(nq: int, q: np.ndarray, rows: np.ndarray, s: np.ndarray, k: int, dedupe: bool = False):
+    """Each query's top-k candidates by score (ties: the candidate that came first), ``(D, I)``. ``dedupe``:
+    a row may come more than once (a spilled index): each counts once, and ties go to the lower row."""
     D = np.full((nq, k), -np.inf, np.float32)
     I = np.full((nq, k), -1, np.int64)
-    order = np.argsort(_sort_key(q, s), kind="stable")  # candidates come in a fixed order: ties are stable
-    q, rows, s = q[order], rows[order], s[order]
+    key = _sort_key(q, s)
+    if dedupe:
+        order = np.lexsort((rows, key))
+        q, rows, s = q[order], rows[order], s[order]
+        first = np.ones(len(q), bool)
+        first[1:] = (q[1:] != q[:-1]) | (rows[1:] != rows[:-1])  # copies of a row have equal keys: adjacent
+        q, rows, s = q[first], rows[first], s[first]
+    else:
+        order = np.argsort(key, kind="stable")  # candidates come in a fixed order: ties are stable
+        q, rows, s = q[order], rows[order], s[order]
     start = np.searchsorted(q, np.arange(nq))
     rank = np.arange(len(q)) - start[q]
     keep = rank < k
@@ -194,10 +242,14 @@ class _Candidates:
         self.r.append(r)
         self.s.append(s)
 
-    def top(self, nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def top(self, nq: int, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``rows`` (a spilled index's row of each position): the result in those rows, each once."""
         if not self.q:
             return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
-        return _top_per_query(nq, np.concatenate(self.q), np.concatenate(self.r), np.concatenate(self.s), k)
+        r = np.concatenate(self.r)
+        if rows is not None:
+            r = rows[r]
+        return _top_per_query(nq, np.concatenate(self.q), r, np.concatenate(self.s), k, dedupe=rows is not None)
 
 
 class _ReverseCandidates:
@@ -252,6 +304,8 @@ FLOOR_CHUNK = 4096
 
 def both_ways(index: BlockedIVF, k: int, min_sim: float | None, probes: Probes) -> Both:
     """:class:`Both` for ``index``, whose rows (in database order) probe ``probes``."""
+    if index.spilled:
+        raise ValueError("a spilled index cannot be searched both ways (a row would own several floors)")
     counts = np.diff(probes.indptr)[index.rows]
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     starts = probes.indptr[index.rows]
@@ -282,7 +336,7 @@ def _search_block(
     both: Both | None = None,
     first: int = 0,
 ):
-    """Top-k ``(D, I)`` (I rows of ``index.xb``) of one block of queries, in the two passes of the module
+    """Top-k ``(D, I)`` (I database row numbers) of one block of queries, in the two passes of the module
     docstring; with ``both``, also the reverse candidates (rows of ``index.xb``, query numbers from
     ``first``)."""
     nq = len(xq)
@@ -310,7 +364,11 @@ def _search_block(
         found.add(S, qs, lo, tau[qs], k)
         if rev is not None:
             rev.add(S, qs + first, probes.primary[qs], lo, k)
-    D, I = found.top(nq, k)
+    if index.spilled:
+        D, I = found.top(nq, k, index.rows)
+    else:
+        D, I = found.top(nq, k)
+        I = np.where(I >= 0, index.rows[np.maximum(I, 0)], -1)
     return D, I, (rev.top(k) if rev is not None else None)
 
 
@@ -346,8 +404,7 @@ def search(
 
     def block(start: int) -> tuple:
         stop = start + step
-        D, I, rev = _search_block(index, xq[start:stop], k, probes[start:stop], min_sim, both, start)
-        return D, np.where(I >= 0, index.rows[np.maximum(I, 0)], -1), rev
+        return _search_block(index, xq[start:stop], k, probes[start:stop], min_sim, both, start)
 
     if threads > 1 and len(starts) > 1:
         from concurrent.futures import ThreadPoolExecutor

@@ -7,7 +7,9 @@ winning (Delta Lake's and Iceberg's merge-on-read), so a day writes what it chan
 
 Columns: ``cluster_id`` int64, ``count`` int64, ``mean`` fixed-size list of float32, ``first_day``/``last_day``
 date32, ``joinable`` bool, ``list_id`` int32 (the cluster's IVF list under the quantizer the snapshot names, -1
-unlisted) and, in deltas, ``deleted`` bool.
+unlisted), optionally ``spill_id`` fixed-size list of int32 (further lists a centre far from every centroid is
+stored in, -1 none; a reader that finds it missing or of mixed widths reads no spills) and, in deltas,
+``deleted`` bool.
 """
 
 from __future__ import annotations
@@ -67,16 +69,24 @@ def _column(t: pa.Table, name: str, default, dtype) -> np.ndarray:
     return t.column(name).to_numpy(zero_copy_only=False).astype(dtype)
 
 
+def _spill_width(tables: list[pa.Table]) -> int | None:
+    """The width of the tables' ``spill_id`` column when every table has one of the same width, else None."""
+    widths = {x.schema.field("spill_id").type.list_size if "spill_id" in x.schema.names else None for x in tables}
+    return widths.pop() if len(widths) == 1 else None
+
+
 def _merged(tables: list[pa.Table]) -> pa.Table:
     """Base and deltas applied in order: the last row of each cluster wins; tombstones drop the cluster."""
     cols = ["cluster_id", "count", "mean", "first_day", "last_day", "joinable", "list_id", "deleted"]
+    spill = ["_spill"] if _spill_width(tables) else []
     t = pa.concat_tables(
         [
             x.select([c for c in cols if c in x.schema.names])
             .append_column("_joinable", [_column(x, "joinable", True, bool)])
             .append_column("_list", [_column(x, "list_id", -1, np.int32)])
             .append_column("_deleted", [_column(x, "deleted", False, bool)])
-            .select(["cluster_id", "count", "mean", "first_day", "last_day", "_joinable", "_list", "_deleted"])
+            .append_column("_spill", x.column("spill_id") if spill else pa.nulls(x.num_rows))
+            .select(["cluster_id", "count", "mean", "first_day", "last_day", "_joinable", "_list", "_deleted", *spill])
             for x in tables
         ]
     )
@@ -105,6 +115,10 @@ def load_shard(snapshot: SnapshotRef | str | Path | None, shard: int, dim: int) 
     t = _merged([_read(shard_file(d, shard)) for d in snapshot.dirs()])
     mean = t.column("mean").combine_chunks().flatten().to_numpy().reshape(-1, dim)
     lists = t.column("_list").to_numpy().astype(np.int32)
+    spill = None
+    if "_spill" in t.schema.names and snapshot.lists is not None:
+        width = t.schema.field("_spill").type.list_size
+        spill = t.column("_spill").combine_chunks().flatten().to_numpy().reshape(-1, width).astype(np.int32)
     return CentreTable(
         shard,
         t.column("cluster_id").to_numpy(),
@@ -114,6 +128,7 @@ def load_shard(snapshot: SnapshotRef | str | Path | None, shard: int, dim: int) 
         t.column("last_day").to_numpy().astype("datetime64[D]"),
         t.column("_joinable").to_numpy(zero_copy_only=False).astype(bool),
         lists if snapshot.lists is not None else None,
+        spill,
     )
 
 
@@ -129,6 +144,9 @@ def _table(shard: CentreTable, deleted: np.ndarray | None = None) -> pa.Table:
         "joinable": pa.array(shard.joinable, pa.bool_()),
         "list_id": pa.array(lists, pa.int32()),
     }
+    if shard.spill_id is not None and shard.spill_id.shape[1]:
+        width = shard.spill_id.shape[1]
+        columns["spill_id"] = pa.FixedSizeListArray.from_arrays(pa.array(shard.spill_id.ravel(), pa.int32()), width)
     if deleted is not None:
         columns["deleted"] = pa.array(deleted, pa.bool_())
     return pa.table(columns)
@@ -153,6 +171,7 @@ def write_delta(rows: CentreTable, deleted_ids: np.ndarray, delta_dir: str | Pat
         np.zeros(n_del, "datetime64[D]"),
         np.zeros(n_del, bool),
         np.full(n_del, -1, np.int32),
+        None if rows.spill_id is None else np.full((n_del, rows.spill_id.shape[1]), -1, np.int32),
     )
     both = pa.concat_tables([_table(rows), _table(gone)])
     deleted = np.concatenate([np.zeros(len(rows), bool), np.ones(n_del, bool)])

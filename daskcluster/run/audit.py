@@ -61,7 +61,6 @@ def choose_gap(
     ex,
     cfg: Config,
     sample,
-    centroids,
     threshold: float,
     target: float,
     stage: str,
@@ -72,9 +71,7 @@ def choose_gap(
     counted in ``stage``)."""
     if cfg.search.gap:
         return cfg.search.gap
-    fut = ex.submit(
-        f"{prefix}calibrate-gap", calibrate.gap_from_sample, sample, centroids, threshold, target, self_edges
-    )
+    fut = ex.submit(f"{prefix}calibrate-gap", calibrate.gap_from_sample, sample, threshold, target, self_edges)
     gap = ex.gather(ex.wait(stage, [fut])[0])
     log.info("%sprobing gap %.4f (recall target %.4f)", prefix, gap, target)
     return gap

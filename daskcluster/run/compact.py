@@ -31,7 +31,7 @@ from daskcluster.gallery.retention import vacuum
 from daskcluster.gallery.store import gpath
 from daskcluster.gallery.tables import SnapshotRef, load_shard, write_shard
 from daskcluster.run.executor import Progress, as_executor
-from daskcluster.search import nearest_lists
+from daskcluster.search import gallery_lists
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,9 @@ def _compacted(snapshot: SnapshotRef, shard: int, dim: int, out: str, relist: tu
     """The ``compact-write`` task: one shard merged (and re-listed) into the new base; returns its rows."""
     table = load_shard(snapshot, shard, dim)
     if relist is not None:
-        centroids, backend = relist
-        table = dataclasses.replace(table, list_id=nearest_lists(centroids, table.centres(), backend))
+        centroids, backend, spill, below = relist
+        lists, spill_id = gallery_lists(centroids, table.centres(), backend, spill, below)
+        table = dataclasses.replace(table, list_id=lists, spill_id=spill_id)
     return write_shard(table, out)
 
 
@@ -75,7 +76,7 @@ def compact_gallery(
     version, ex = manifest.version + 1, as_executor(where, progress)
     rel = version_dir("snapshots", version)
     snapshot = SnapshotRef.of(gallery, manifest)
-    args = None if relist is None else (relist[0], relist[1])
+    args = None if relist is None else (relist[0], relist[1], cfg.search.spill, cfg.search.spill_below)
     try:
         with ex.current():
             work = [(snapshot, s, manifest.dim, str(gpath(gallery) / rel), args) for s in range(manifest.n_shards)]

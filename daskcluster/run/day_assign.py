@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from daskcluster.gallery.tables import SnapshotRef, load_shard
 from daskcluster.run.audit import audit_assignment, choose_gap, exact_sample
@@ -55,12 +55,15 @@ def _best_clusters(ex, day: Day, tables: list, parts: list) -> tuple[list, Quant
     cluster); the sample's other half measures the agreement."""
     plan, cfg = day.plan, day.cfg
     spec = choose_index(plan.base.n_clusters, cfg.search)
+    if not cfg.search.nprobe:  # the gap alone bounds the probes: a cap only loses far faces' clusters
+        spec = replace(spec, nprobe=spec.nlist)
     quant = quantizer(
         ex, "assign", spec, cfg.search, day.backend, tables, _gallery_sample, plan.base.quantizer, plan.gallery
     )
     stored = plan.base.quantizer
     listed = not quant.trained and stored is not None and plan.base.lists == stored["path"]
-    build = (assign.gallery_search_shard, spec, quant.centroids, day.backend, cfg.cluster.max_size, listed)
+    spill = (cfg.search.spill, cfg.search.spill_below)
+    build = (assign.gallery_search_shard, spec, quant.centroids, day.backend, cfg.cluster.max_size, listed, spill)
     index = [ex.submit_at(h, "gallery-index", build[0], t, *build[1:]) for t, h in zip(tables, ex.homes(tables))]
     coarse, agreement = None, None
     threshold, k = cfg.assign.threshold, assign.ASSIGN_K
@@ -72,7 +75,7 @@ def _best_clusters(ex, day: Day, tables: list, parts: list) -> tuple[list, Quant
             sample = exact_sample(ex, cfg, index, parts, offsets, k, threshold, "assign-", searchable=False)
         if spec.gap is None:
             target = cfg.search.assign_recall
-            gap = choose_gap(ex, cfg, sample, quant.centroids, threshold, target, "assign", "assign-", False)
+            gap = choose_gap(ex, cfg, sample, threshold, target, "assign", "assign-", False)
             spec = spec.with_gap(gap)
         coarse = (assign.queries, quant.centroids, spec.nprobe, day.backend, spec.gap)
     best = search_all(ex, "assign", index, parts, assign.search_part, k, coarse, min_sim=threshold)

@@ -86,7 +86,7 @@ def knn_graph(ex, cfg: Config, backend: str, dim: int, rest: list) -> Graph:
         if spec.gap is None or cfg.search.audit:
             sample = exact_sample(ex, cfg, shards, rest, offsets, c.k + 1, c.threshold, both_ways=both_ways)
         if spec.gap is None:
-            gap = choose_gap(ex, cfg, sample, quant.centroids, c.threshold, cfg.search.target_recall, "edges")
+            gap = choose_gap(ex, cfg, sample, c.threshold, cfg.search.target_recall, "edges")
             spec = spec.with_gap(gap)
         coarse = (knn.queries, quant.centroids, spec.nprobe, backend, spec.gap)
     if both_ways:

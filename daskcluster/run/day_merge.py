@@ -19,7 +19,7 @@ from daskcluster.gallery import outputs
 from daskcluster.gallery.manifest import load_npy
 from daskcluster.gallery.tables import write_delta, write_shard
 from daskcluster.run.day import Day
-from daskcluster.search import nearest_lists
+from daskcluster.search import gallery_lists
 from daskcluster.stages import assign, centres, components
 
 __all__ = ["Lists", "Merged", "day_lists", "merge_day"]
@@ -88,14 +88,21 @@ def _shard_update(table: centres.CentreTable, sums: dict, day: str, lists: tuple
     existing = centres.reduce_sums([o for o, _ in mine], dim)
     new = centres.reduce_sums([n for _, n in mine], dim)
     updated = centres.update_shard(table, existing, new, day)
-    centroids, backend, relist_all = lists
+    centroids, backend, relist_all, spill, below = lists
     if centroids is None:
-        updated.list_id = None
+        updated.list_id = updated.spill_id = None
         return updated
-    rows = np.ones(len(updated), bool) if relist_all or updated.list_id is None else touched(updated, day)
+    spilled = updated.spill_id is not None and updated.spill_id.shape[1] == spill
+    if relist_all or updated.list_id is None or (spill and not spilled):
+        rows = np.ones(len(updated), bool)
+    else:
+        rows = touched(updated, day)
     list_id = np.full(len(updated), -1, np.int32) if updated.list_id is None else updated.list_id.copy()
-    list_id[rows] = nearest_lists(centroids, updated.centres()[rows], backend)
-    updated.list_id = list_id
+    spill_id = np.full((len(updated), spill), -1, np.int32) if not spilled else updated.spill_id.copy()
+    list_id[rows], spill_rows = gallery_lists(centroids, updated.centres()[rows], backend, spill, below)
+    if spill:
+        spill_id[rows] = spill_rows
+    updated.list_id, updated.spill_id = list_id, (spill_id if spill else None)
     return updated
 
 
@@ -149,7 +156,7 @@ def merge_day(ex, day: Day, parts: list, tables: list, rest: list, labels: list,
     out, today = day.plan.outputs, day.plan.day
     homes = ex.homes(ex.wait("load-shard", tables))
     sums = _reduced_sums(ex, day, parts, rest, labels, homes)
-    relist = (lists.centroids, day.backend, lists.relist_all)
+    relist = (lists.centroids, day.backend, lists.relist_all, day.cfg.search.spill, day.cfg.search.spill_below)
     updated = [
         ex.submit_at(h, "centre-update", _shard_update, t, sums[h], today, relist) for t, h in zip(tables, homes)
     ]

@@ -3,7 +3,7 @@
 from daskcluster.search.index import IndexSpec, choose_index, train_size
 from daskcluster.search.quantizer import Quantizer, quantizer, train_quantizer
 from daskcluster.search.sampling import id_hash, sample_rows
-from daskcluster.search.shard import IndexShard, build_shard, nearest_lists, probe, search_shard
+from daskcluster.search.shard import IndexShard, build_shard, gallery_lists, nearest_lists, probe, search_shard
 from daskcluster.search.topk import edge_recall, merge_topk
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "build_shard",
     "choose_index",
     "edge_recall",
+    "gallery_lists",
     "id_hash",
     "merge_topk",
     "nearest_lists",

@@ -42,7 +42,7 @@ MIN_EDGES = 50  # sample edges needed to choose a gap
 @dataclass
 class Sample:
     """Sampled faces: id hashes, vertex numbers (or ids), features; and, once searched, their exact top-k
-    ``(D, I, L, B)`` (see :func:`exact_with_lists`)."""
+    ``(D, I, need, back)`` (see :func:`exact_with_lists`)."""
 
     h: np.ndarray
     vertex: np.ndarray
@@ -76,18 +76,19 @@ def merge_samples(samples: list[Sample], m: int) -> Sample:
 
 
 def exact_with_lists(shard, sample: Sample, k: int, min_sim: float | None, both_ways: bool = False) -> tuple:
-    """The ``calibrate-search`` task: exact top-k of the sample in one shard, ``(D, ids, lists, back)``.
+    """The ``calibrate-search`` task: exact top-k of the sample in one shard, ``(D, ids, need, back)``.
 
-    ``lists``: each neighbour's IVF list (-1 for flat shards or empty slots). ``back``, when the search runs
-    both ways (the sample is part of the database): the gap at which each neighbour would probe the face's
-    list itself (its best centroid score minus its score for the face's list); else +inf."""
+    ``need``: the gap at which the face probes a list holding the neighbour (the best of the neighbour's lists
+    when the index spills), +inf when that list is beyond the ``nprobe`` cap, NaN for flat shards or empty
+    slots. ``back``, when the search runs both ways (the sample is part of the database): the gap at which
+    the neighbour would probe the face's list itself (again +inf beyond the cap); else +inf."""
     nq = len(sample)
     D = np.full((nq, k), -np.inf, np.float32)
     I = np.full((nq, k), -1, np.int64)
-    L = np.full((nq, k), -1, np.int64)
+    F = np.full((nq, k), np.nan, np.float32)
     B = np.full((nq, k), np.inf, np.float32)
     if len(shard) == 0 or nq == 0:
-        return D, I, L, B
+        return D, I, F, B
     kk = min(k, len(shard))
     s, cols = get_backend(shard.backend).exact_knn(shard.xb, sample.x, kk)
     if min_sim is not None:
@@ -95,40 +96,57 @@ def exact_with_lists(shard, sample: Sample, k: int, min_sim: float | None, both_
         s = np.where(s >= min_sim, s, -np.inf)
     D[:, :kk] = s
     I[:, :kk] = np.where(cols >= 0, shard.ids[np.maximum(cols, 0)], -1)
-    row_lists = shard.row_lists()
-    if row_lists is not None:
-        L[:, :kk] = np.where(cols >= 0, row_lists[np.maximum(cols, 0)], -1)
-        if both_ways:
-            c = np.asarray(shard.centroids, np.float32)
-            own = np.argmax(sample.x @ c.T, axis=1)  # each face's nearest list
-            xb = shard.xb[np.maximum(cols, 0)]  # (nq, kk, d): the neighbours
-            back = np.einsum("qjd,qjd->qj", xb, c[L[:, :kk].clip(0)]) - np.einsum("qjd,qd->qj", xb, c[own])
-            B[:, :kk] = np.where(cols >= 0, back, np.inf)
-    return D, I, L, B
+    lists = shard.reach_lists()
+    if lists is None:
+        return D, I, F, B
+    c = np.asarray(shard.centroids, np.float32)
+    cap = max(1, min(shard.nprobe, len(c)))
+    step = max(1, NEED_BLOCK // (kk * len(c)))  # faces at a time: bounds the (faces, k, nlist) buffers
+    for a in range(0, nq, step):
+        b = min(a + step, nq)
+        F[a:b, :kk], B[a:b, :kk] = _needs(sample.x[a:b], shard.xb, c, lists, cols[a:b], cap, both_ways)
+    return D, I, F, B
+
+
+NEED_BLOCK = 1 << 24
+
+
+def _needs(x, xb, c, lists, cols, cap: int, both_ways: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The ``need`` and ``back`` gaps of :func:`exact_with_lists` for faces ``x`` and their neighbours
+    (rows ``cols`` of ``xb``, -1 none), the lists holding each row being ``lists``."""
+    Cq = x @ c.T  # (nq, nlist): the faces' centroid scores
+    rows = np.arange(len(x))[:, None]
+    held = lists[np.maximum(cols, 0)]  # (nq, kk, r): the lists holding each neighbour
+    score = np.where(held >= 0, Cq[rows[:, :, None], np.maximum(held, 0)], -np.inf).max(axis=2)
+    rank = (Cq[:, None, :] > score[:, :, None]).sum(axis=2)  # lists the face prefers to the best holding one
+    need = np.where(cols >= 0, np.where(rank < cap, Cq.max(axis=1)[:, None] - score, np.inf), np.nan)
+    back = np.full(cols.shape, np.inf, np.float32)
+    if both_ways:
+        own = Cq.argmax(axis=1)  # each face's nearest list
+        Cn = xb[np.maximum(cols, 0)] @ c.T  # (nq, kk, nlist): the neighbours' centroid scores
+        at = Cn[rows, np.arange(cols.shape[1])[None, :], own[:, None]]
+        back = np.where((Cn > at[:, :, None]).sum(axis=2) < cap, Cn.max(axis=2) - at, np.inf)
+        back = np.where(cols >= 0, back, np.inf)
+    return need.astype(np.float32), back.astype(np.float32)
 
 
 def needed_gaps(
-    sample: Sample, centroids: np.ndarray, threshold: float, self_edges: bool = True, best_only: bool = False
+    sample: Sample, threshold: float, self_edges: bool = True, best_only: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per exact edge >= ``threshold`` of the sample, the gap that finds it, and the sample row of the
-    edge's face. The face finds it when it probes the neighbour's list; a search both ways also finds it when
-    the neighbour probes the face's list (the smaller of the two gaps). ``self_edges``: the sample is part of
-    the database (the step-2 graph), so a face's edge to itself is not counted. ``best_only``: only each
-    face's best edge counts (the assignment's decision)."""
-    D, I, L = sample.exact[:3]
+    """Per exact edge >= ``threshold`` of the sample, the gap that finds it (+inf: none within the cap), and
+    the sample row of the edge's face. The face finds it when it probes a list holding the neighbour; a search
+    both ways also finds it when the neighbour probes the face's list (the smaller of the two gaps).
+    ``self_edges``: the sample is part of the database (the step-2 graph), so a face's edge to itself is not
+    counted. ``best_only``: only each face's best edge counts (the assignment's decision)."""
+    D, I, need = sample.exact[:3]
     back = sample.exact[3] if len(sample.exact) > 3 else np.full(D.shape, np.inf, np.float32)
-    want = (D >= threshold) & (I >= 0) & (L >= 0)
+    want = (D >= threshold) & (I >= 0) & ~np.isnan(need)
     if self_edges:
         want &= I != sample.vertex[:, None]
     if best_only:
         want[:, 1:] = False
     q, j = np.nonzero(want)
-    if not len(q):
-        return np.empty(0, np.float32), np.empty(0, np.int64)
-    rows = np.unique(q)
-    C = sample.x[rows] @ np.asarray(centroids, np.float32).T
-    row = np.searchsorted(rows, q)
-    return np.minimum(C[row].max(axis=1) - C[row, L[q, j]], back[q, j]), q
+    return np.minimum(need[q, j], back[q, j]).astype(np.float32), q
 
 
 BOOTSTRAP = 200  # resamples of the sample's faces
@@ -154,12 +172,10 @@ def choose_gap(gaps: np.ndarray, faces: np.ndarray, target: float) -> float:
     return float(min(max(g, GAP_RANGE[0]), GAP_RANGE[1]))
 
 
-def gap_from_sample(
-    sample: Sample, centroids: np.ndarray, threshold: float, target: float, self_edges: bool = True
-) -> float:
+def gap_from_sample(sample: Sample, threshold: float, target: float, self_edges: bool = True) -> float:
     """The ``calibrate-gap`` task: the gap chosen on the even half of the searched sample (for the step-2
     graph every edge counts, ``self_edges``; for the assignment only each face's best cluster)."""
-    gaps, faces = needed_gaps(sample.half(odd=False), centroids, threshold, self_edges, best_only=not self_edges)
+    gaps, faces = needed_gaps(sample.half(odd=False), threshold, self_edges, best_only=not self_edges)
     return choose_gap(gaps, faces, target)
 
 

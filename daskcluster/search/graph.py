@@ -63,7 +63,7 @@ def self_knn(
     if not spec.is_flat:
         sample = calibrate.sample_faces(ids, ids, x, cfg.audit_sample)
         sample.exact = calibrate.exact_with_lists(shard, sample, k, threshold, both_ways)
-        gap = cfg.gap or calibrate.gap_from_sample(sample, centroids, threshold, cfg.target_recall)
+        gap = cfg.gap or calibrate.gap_from_sample(sample, threshold, cfg.target_recall)
         spec = spec.with_gap(gap)
         shard.gap = gap
     t3 = time.perf_counter()

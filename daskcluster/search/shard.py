@@ -18,7 +18,7 @@ from daskcluster.backends import get_backend
 from daskcluster.backends.candidates import Probes, Reverse
 from daskcluster.search.index import IndexSpec
 
-__all__ = ["IndexShard", "build_shard", "nearest_lists", "probe", "search_shard", "shard_both_ways"]
+__all__ = ["IndexShard", "build_shard", "gallery_lists", "nearest_lists", "probe", "search_shard", "shard_both_ways"]
 
 
 @dataclass
@@ -32,7 +32,8 @@ class IndexShard:
     centroids: np.ndarray | None
     nprobe: int
     backend: str
-    lists: np.ndarray | None = None  # each row's IVF list when stored with the rows (no quantization at build)
+    lists: np.ndarray | None = None  # each row's IVF list when stored with the rows (no quantization at build);
+    # (n, 1 + s): also the lists it is spilled into (-1 none), for a backend that ``spills``
     gap: float | None = None  # probing by centroid score gap (see ``IndexSpec``), when no probes are given
     _index: Any = field(default=None, repr=False, compare=False)
 
@@ -55,7 +56,8 @@ class IndexShard:
         if self.centroids is None:
             return None
         if self.lists is not None:
-            return np.asarray(self.lists)
+            lists = np.asarray(self.lists)
+            return lists[:, 0] if lists.ndim == 2 else lists
         index = self.index
         if hasattr(index, "offsets"):  # the blocked IVF keeps its rows in list order
             out = np.empty(len(index.rows), np.int64)
@@ -63,9 +65,22 @@ class IndexShard:
             return out
         return nearest_lists(self.centroids, self.xb, self.backend)
 
+    def reach_lists(self) -> np.ndarray | None:
+        """The lists holding each row, ``(n, r)`` (-1 padded): its own and, where the index spills, the others
+        (None for a flat shard)."""
+        own = self.row_lists()
+        if own is None:
+            return None
+        lists = None if self.lists is None else np.asarray(self.lists)
+        if lists is not None and lists.ndim == 2 and get_backend(self.backend).spills:
+            return lists
+        return own[:, None]
+
     def __sizeof__(self) -> int:
         centroids = self.centroids.nbytes if self.centroids is not None else 0
-        return int(2 * self.xb.nbytes + self.ids.nbytes + centroids)  # the index holds a copy of the vectors
+        spilled = 0 if self.lists is None or np.ndim(self.lists) < 2 else int((self.lists[:, 1:] >= 0).sum())
+        copy = self.xb.nbytes + spilled * self.xb.shape[1] * 4  # the index holds a copy of the vectors
+        return int(self.xb.nbytes + copy + self.ids.nbytes + centroids)
 
 
 def build_shard(
@@ -102,6 +117,21 @@ def nearest_lists(centroids: np.ndarray, x: np.ndarray, backend: str) -> np.ndar
     else:
         lists = probes.primary
     return np.asarray(lists).reshape(len(x)).astype(np.int32)
+
+
+def gallery_lists(
+    centroids: np.ndarray, x: np.ndarray, backend: str, spill: int = 0, below: float = 0.0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """What a gallery stores with its centres ``x``: each one's IVF list (int32) and, with ``spill``, the
+    ``(n, spill)`` further lists a centre whose best centroid scores under ``below`` is stored in too (-1:
+    none; see :func:`daskcluster.backends.ivf.spill_lists`); None without."""
+    if not spill:
+        return nearest_lists(centroids, x, backend), None
+    from daskcluster.backends.ivf import spill_lists
+
+    own = nearest_lists(centroids, x, backend)
+    more = spill_lists(centroids, x, spill, below)[:, 1:]
+    return own, np.where(more == own[:, None], -1, more).astype(np.int32)  # a list holds a centre once
 
 
 def probe(xq: np.ndarray, centroids: np.ndarray, nprobe: int, backend: str, gap: float | None = None) -> Any:

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from daskcluster.backends import get_backend
 from daskcluster.config import AssignConfig
-from daskcluster.search import IndexShard, IndexSpec, build_shard, search_shard
+from daskcluster.search import IndexShard, IndexSpec, build_shard, gallery_lists, search_shard
 from daskcluster.stages.centres import CentreTable, ClusterSums, group_sums
 from daskcluster.stages.ingest import Part
 
@@ -26,15 +27,25 @@ def gallery_search_shard(
     backend: str,
     max_size: int = 0,
     stored_lists: bool = False,
+    spill: tuple[int, float] = (0, 0.0),
 ) -> IndexShard:
     """The searchable form of a gallery shard: the centres of its joinable clusters, keyed by cluster id.
     A low-quality singleton is a cluster no face may join, and so is a cluster that has reached
     ``cluster.max_size`` faces (the chaining guard's bound holds across days too: a cluster grows past it
     by at most one day's faces). ``stored_lists``: the shard's list ids are under ``centroids``, so no centre
-    is quantized."""
+    is quantized. ``spill``: ``(search.spill, search.spill_below)``; on a backend that spills, a centre far
+    from every centroid is also stored in its next lists (the stored ones, else quantized here)."""
     ok = shard.joinable & ((shard.count < max_size) if max_size else True)
+    x = shard.centres()[ok]
     lists = shard.list_id[ok].astype(np.int64) if stored_lists and shard.list_id is not None else None
-    return build_shard(shard.cluster_id[ok], shard.centres()[ok], spec, centroids, backend, lists)
+    extra, below = spill
+    if extra and centroids is not None and not spec.is_flat and get_backend(backend).spills:
+        if lists is not None and shard.spill_id is not None:
+            lists = np.column_stack([lists, shard.spill_id[ok]])
+        else:
+            own, more = gallery_lists(centroids, x, backend, extra, below)
+            lists = np.column_stack([own if lists is None else lists, more])
+    return build_shard(shard.cluster_id[ok], x, spec, centroids, backend, lists)
 
 
 def search_part(

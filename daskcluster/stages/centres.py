@@ -24,6 +24,7 @@ class CentreTable:
     list_id: np.ndarray | None = (
         None  # (n,) int32: each centre's IVF list under the gallery's quantizer; None: unlisted
     )
+    spill_id: np.ndarray | None = None  # (n, s) int32: further lists a far centre is stored in (-1: none)
 
     def __len__(self) -> int:
         return len(self.cluster_id)
@@ -49,11 +50,13 @@ class CentreTable:
             + self.last_day.nbytes
             + self.joinable.nbytes
             + (0 if self.list_id is None else self.list_id.nbytes)
+            + (0 if self.spill_id is None else self.spill_id.nbytes)
         )
 
     def take(self, rows: np.ndarray) -> CentreTable:
         """The table's rows ``rows`` (positions or a mask), in order."""
         lists = None if self.list_id is None else self.list_id[rows]
+        spill = None if self.spill_id is None else self.spill_id[rows]
         return CentreTable(
             self.shard,
             self.cluster_id[rows],
@@ -63,6 +66,7 @@ class CentreTable:
             self.last_day[rows],
             self.joinable[rows],
             lists,
+            spill,
         )
 
 
@@ -153,4 +157,7 @@ def update_shard(shard: CentreTable, existing: ClusterSums, new: ClusterSums, da
         list_id=None
         if shard.list_id is None
         else np.concatenate([shard.list_id, np.full(len(new.cluster_id), -1, np.int32)]),
+        spill_id=None
+        if shard.spill_id is None
+        else np.concatenate([shard.spill_id, np.full((len(new.cluster_id), shard.spill_id.shape[1]), -1, np.int32)]),
     )

@@ -205,7 +205,8 @@ def absorb(table: CentreTable, moved: list[Moved], merges: Merges) -> CentreTabl
         first_day=first[keep],
         last_day=last[keep],
         joinable=table.joinable[keep],
-        list_id=None,  # survivors moved: the table is re-listed where it is written
+        list_id=None,  # survivors moved: the next day re-lists (and re-spills) the table
+        spill_id=None,
     )
 
 

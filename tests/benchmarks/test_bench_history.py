@@ -14,5 +14,5 @@ def test_history_quick_measures_every_day_and_refuses_the_repeated_ids(tmp_path,
     assert summary["days"] == 3 and summary["repeated_ids_refused"] == summary["repeated_ids"] == 20
     assert summary["bytes_written_last_over_day2"] > 0 and summary["wall_last_over_day2"] > 0
     assert summary["disk"]["needed"] <= summary["disk"]["total"]
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # the tables are for people, on stderr; stdout has the JSON lines
     assert "days on one gallery" in out and "on disk after the run" in out

@@ -21,7 +21,7 @@ from daskcluster.run.compact import compact_gallery
 from daskcluster.run.executor import InProcessExecutor
 from daskcluster.run.maintenance import rebuild_id_index, retrain_quantizer
 from daskcluster.run.pipeline import run_day
-from daskcluster.search import nearest_lists
+from daskcluster.search import gallery_lists, nearest_lists
 from daskcluster.stages.centres import CentreTable
 
 from ..conftest import make_config
@@ -72,6 +72,24 @@ def test_deltas_apply_in_order_and_tombstones_drop(tmp_path):
     assert t.count.tolist() == [5, 1, 7]
     assert t.last_day.astype(str).tolist() == ["2026-01-02", "2026-01-01", "2026-01-03"]
     assert t.list_id.tolist() == [0, 2, 0]
+    assert t.spill_id is None  # written without spills
+
+
+def test_spill_lists_round_trip_and_mixed_widths_read_as_none(tmp_path):
+    base = dataclasses.replace(
+        _table(0, [2, 4, 6], [1, 1, 1], "2026-01-01"), spill_id=np.array([[1, -1], [-1, -1], [3, 0]], np.int32)
+    )
+    write_shard(base, tmp_path / "base")
+    delta = dataclasses.replace(
+        _table(0, [4, 8], [5, 1], "2026-01-02"), spill_id=np.array([[7, 2], [-1, -1]], np.int32)
+    )
+    write_delta(delta, np.array([2]), tmp_path / "d1")
+    t = load_shard(SnapshotRef(str(tmp_path / "base"), (str(tmp_path / "d1"),), lists="q"), 0, 4)
+    assert t.cluster_id.tolist() == [4, 6, 8]
+    assert t.spill_id.tolist() == [[7, 2], [3, 0], [-1, -1]]  # the last row of a cluster wins, spills too
+    write_delta(_table(0, [6], [2], "2026-01-03"), np.empty(0, np.int64), tmp_path / "d2")  # an older writer
+    t = load_shard(SnapshotRef(str(tmp_path / "base"), (str(tmp_path / "d1"), str(tmp_path / "d2")), lists="q"), 0, 4)
+    assert t.cluster_id.tolist() == [4, 6, 8] and t.spill_id is None  # re-spilled by the next day's merge
 
 
 def test_days_write_deltas_that_read_back_as_full_rewrites(days, tmp_path):
@@ -118,9 +136,16 @@ def test_list_ids_are_stored_under_the_committed_quantizer(days, tmp_path):
     assert results[1].summary["assign_quantizer"] == "trained"  # day 2 trains it: day 2 writes a new base
     assert m.snapshot == "snapshots/v000002" and len(m.deltas) == 1
     centroids = np.load(g / m.quantizer["path"])
+    spilled = 0
     for t in _tables(g):
         assert t.list_id is not None and (t.list_id >= 0).all()
         assert np.array_equal(t.list_id, nearest_lists(centroids, t.centres(), "cpu"))
+        own, more = gallery_lists(centroids, t.centres(), "cpu", 2, 0.3)  # the default search.spill*
+        assert t.spill_id is not None and np.array_equal(t.spill_id, more)
+        far = (t.centres() @ centroids.T).max(axis=1) < 0.3
+        assert ((t.spill_id >= 0).any(axis=1) == far).all()  # only centres far from every centroid spill
+        spilled += int(far.sum())
+    assert spilled > 0
 
 
 def test_retrain_relists_every_cluster_as_one_version(days, tmp_path):
@@ -134,6 +159,7 @@ def test_retrain_relists_every_cluster_as_one_version(days, tmp_path):
     assert len(centroids) == m.quantizer["nlist"] == result["nlist"]
     for t in _tables(g):
         assert np.array_equal(t.list_id, nearest_lists(centroids, t.centres(), "cpu"))
+        assert np.array_equal(t.spill_id, gallery_lists(centroids, t.centres(), "cpu", 2, 0.3)[1])
 
 
 def _with_old_ids(day_dir, old_dir, out, n_old):

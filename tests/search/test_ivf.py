@@ -62,6 +62,33 @@ def test_search_is_exact_over_the_probed_lists(min_sim, gap):
     assert same.all()
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_spilled_index_is_exact_over_every_list_holding_a_row(threads, monkeypatch):
+    monkeypatch.setattr(ivf, "QUERY_BLOCK", 64)
+    rng = np.random.default_rng(5)
+    xb = np.concatenate([_clustered(2000, 32, 2), _clustered(800, 32, 9, n_id=800)])  # dense and far rows
+    centroids = train_quantizer([sample_rows(np.arange(len(xb)), xb, 2000)], 32, 2000, "cpu")
+    lists = ivf.spill_lists(centroids, xb, 3, 0.5)
+    C = xb @ centroids.T
+    far = C.max(axis=1) < 0.5
+    assert far.any() and (~far).any()
+    assert np.array_equal(lists[:, 0], C.argmax(axis=1))
+    assert ((lists[:, 1:] >= 0).all(axis=1) == far).all() and (lists[~far, 1:] == -1).all()
+    assert (np.sort(C[far], axis=1)[:, -2] == C[far, lists[far, 1]]).all()  # the next best lists
+    index = ivf.build(xb, centroids, lists)
+    assert index.spilled and len(index.rows) == len(xb) + 3 * far.sum()
+    xq = xb[rng.choice(len(xb), 300, replace=False)]
+    probes = ivf.probe(centroids, xq, 6, 0.1)
+    D, I = ivf.search(index, xq, 7, 6, 0.2, probes, threads=threads)
+    probed = _probed(probes)
+    held = [set(row[row >= 0].tolist()) for row in lists]
+    want_D, want_I = _brute(xb, xq, lambda i: np.array([r for r in range(len(xb)) if held[r] & probed[i]]), 7, 0.2)
+    np.testing.assert_allclose(D, want_D, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(I, want_I)  # each row once, ties to the lower row
+    with pytest.raises(ValueError, match="spilled"):
+        ivf.both_ways(index, 7, 0.2, ivf.probe(centroids, xb, 6, 0.1))
+
+
 def _brute_both_ways(x, centroids, probes, k, min_sim):
     """Top-k by brute force of every row of ``x`` against ``x`` among the members of the lists it probes and
     the rows that probe its own list."""
@@ -134,18 +161,38 @@ def test_calibrated_gap_finds_the_target_share_of_sample_edges():
     shard = build_shard(ids, x, IndexSpec(64, 64), centroids, "cpu")
     sample = calibrate.sample_faces(ids, ids, x, 1500)
     sample.exact = calibrate.exact_with_lists(shard, sample, 11, 0.5)
-    gaps, faces = calibrate.needed_gaps(sample.half(odd=False), centroids, 0.5)
+    gaps, faces = calibrate.needed_gaps(sample.half(odd=False), 0.5)
     assert len(gaps) >= calibrate.MIN_EDGES and (gaps >= 0).all() and len(faces) == len(gaps)
     assert calibrate.choose_gap(gaps, faces, 0.9) == calibrate.choose_gap(gaps, faces, 0.9)  # a fixed seed
     assert calibrate.choose_gap(gaps, faces, 0.9) <= calibrate.choose_gap(gaps, faces, 0.99)
     for target in (0.9, 0.99):
-        gap = calibrate.gap_from_sample(sample, centroids, 0.5, target)
+        gap = calibrate.gap_from_sample(sample, 0.5, target)
         half = sample.half(odd=False)
         probes = ivf.probe(centroids, half.x, 64, gap)
         D, I = ivf.search(shard.index, half.x, 11, 64, 0.5, probes)
         I = np.where(I >= 0, ids[np.maximum(I, 0)], -1)
         found, total = calibrate.audit_counts(half, (D, I), 0.5)
         assert found / total >= target - 1e-9  # the gap is fitted to this half: at least the target
+
+
+def test_needed_gaps_count_edges_beyond_the_probe_cap_as_unreachable():
+    x = _clustered(4000, 32, 4, n_id=200)
+    ids = np.arange(len(x), dtype=np.int64)
+    centroids = train_quantizer([sample_rows(ids, x, 4000)], 32, 4000, "cpu")
+    from daskcluster.search import IndexSpec, build_shard
+
+    sample = calibrate.sample_faces(ids, ids, x, 600)
+    needs = {}
+    for cap in (1, 4, 32):
+        shard = build_shard(ids, x, IndexSpec(32, cap), centroids, "cpu")
+        sample.exact = calibrate.exact_with_lists(shard, sample, 11, 0.5)
+        needs[cap] = calibrate.needed_gaps(sample, 0.5)[0]
+    own = needs[32] == 0  # the neighbour is in the face's nearest list
+    assert np.isinf(needs[1][~own]).all() and (needs[1][own] == 0).all()  # one list probed: only its members
+    assert np.isinf(needs[4]).sum() > 0 and np.isfinite(needs[32]).all()
+    finite = np.isfinite(needs[4])
+    assert np.array_equal(needs[4][finite], needs[32][finite])  # within the cap a need is the gap itself
+    assert calibrate.choose_gap(needs[1], np.arange(len(needs[1])), 0.99) == calibrate.GAP_RANGE[1]
 
 
 def test_samples_do_not_depend_on_partitioning_and_halves_are_disjoint():
