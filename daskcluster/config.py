@@ -124,7 +124,7 @@ class SearchConfig(_Section):
         0.99, gt=0.0, le=1.0, description="edge recall (by id, edges >= the threshold) the chosen gap aims at"
     )
     assign_recall: float = Field(
-        0.998, gt=0.0, le=1.0, description="share of faces whose best gallery cluster the assignment's gap finds"
+        0.995, gt=0.0, le=1.0, description="share of faces whose best gallery cluster the assignment's gap finds"
     )
     both_ways: bool = Field(
         True,

@@ -111,17 +111,18 @@ def spill_lists(centroids: np.ndarray, x: np.ndarray, extra: int, below: float) 
     want = min(1 + extra, len(c))
     for start in range(0, len(x), PROBE_CHUNK):
         C = np.ascontiguousarray(x[start : start + PROBE_CHUNK], dtype=np.float32) @ c.T
-        if want < len(c):
-            top = np.sort(np.argpartition(-C, want - 1, axis=1)[:, :want], axis=1)
-        else:
-            top = np.broadcast_to(np.arange(len(c)), C.shape)
-        order = np.argsort(-np.take_along_axis(C, top, axis=1), axis=1, kind="stable")  # ties: the lower list
-        top = np.take_along_axis(top, order, axis=1)
-        v = np.take_along_axis(C, top, axis=1)
         block = out[start : start + len(C)]
-        block[:, 0] = top[:, 0]
-        far = v[:, 0] < np.float32(below)
-        block[far, 1:want] = top[far, 1:want]
+        block[:, 0] = C.argmax(axis=1)
+        far = np.flatnonzero(C[np.arange(len(C)), block[:, 0]] < np.float32(below))
+        if not len(far) or want < 2:
+            continue
+        Cf = C[far]
+        if want < len(c):
+            top = np.sort(np.argpartition(-Cf, want - 1, axis=1)[:, :want], axis=1)
+        else:
+            top = np.broadcast_to(np.arange(len(c)), Cf.shape)
+        order = np.argsort(-np.take_along_axis(Cf, top, axis=1), axis=1, kind="stable")  # ties: the lower list
+        block[far, 1:want] = np.take_along_axis(top, order, axis=1)[:, 1:]
     return out
 
 

@@ -158,7 +158,9 @@ def choose_gap(gaps: np.ndarray, faces: np.ndarray, target: float) -> float:
     resamples of the sample's faces, of the gap each resample needs. A face's edges rise and fall together (the
     faces of one dense identity need alike gaps), so the faces are resampled, not the edges; a high quantile
     of a small sample is noisy, and this is what makes the choice safe on a new day. ``DEFAULT_GAP`` when there
-    are too few edges. Deterministic: the resamples come from a fixed seed."""
+    are too few edges. Where the target needs edges beyond the probe cap (+inf), the gap finds every edge
+    within it: a larger one would probe no more lists of those faces. Deterministic: the resamples come from a
+    fixed seed."""
     if len(gaps) < MIN_EDGES:
         return DEFAULT_GAP
     order = np.argsort(gaps, kind="stable")
@@ -168,7 +170,11 @@ def choose_gap(gaps: np.ndarray, faces: np.ndarray, target: float) -> float:
     w = weights[:, inverse].astype(np.float64)  # (BOOTSTRAP, edges): each edge counted as often as its face
     cum = np.cumsum(w, axis=1)
     need = np.argmax(cum >= target * cum[:, -1:], axis=1)  # the first edge (by need) reaching the target
-    g = float(np.quantile(gaps[need], CONFIDENCE, method="higher")) + 1e-6
+    finite = gaps[np.isfinite(gaps)]
+    if not len(finite):
+        return DEFAULT_GAP
+    # a target beyond what the probe cap can reach: the gap that finds every edge within it
+    g = float(np.quantile(np.minimum(gaps[need], finite[-1]), CONFIDENCE, method="higher")) + 1e-6
     return float(min(max(g, GAP_RANGE[0]), GAP_RANGE[1]))
 
 

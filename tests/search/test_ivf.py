@@ -192,7 +192,10 @@ def test_needed_gaps_count_edges_beyond_the_probe_cap_as_unreachable():
     assert np.isinf(needs[4]).sum() > 0 and np.isfinite(needs[32]).all()
     finite = np.isfinite(needs[4])
     assert np.array_equal(needs[4][finite], needs[32][finite])  # within the cap a need is the gap itself
-    assert calibrate.choose_gap(needs[1], np.arange(len(needs[1])), 0.99) == calibrate.GAP_RANGE[1]
+    faces = np.arange(len(needs[4]))
+    reachable = calibrate.choose_gap(needs[4][finite], faces[finite], 1.0)
+    assert calibrate.choose_gap(needs[4], faces, 0.9999) == reachable  # every edge within the cap, no more
+    assert calibrate.choose_gap(needs[1], np.arange(len(needs[1])), 0.99) == calibrate.GAP_RANGE[0]
 
 
 def test_samples_do_not_depend_on_partitioning_and_halves_are_disjoint():
