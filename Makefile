@@ -47,6 +47,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.search $(ARGS) $(SEARCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.assign $(ARGS) $(ASSIGN_ARGS)
 	$(VENV)/bin/python -m benchmarks.scaling $(ARGS) $(SCALING_ARGS)
 	$(VENV)/bin/python -m benchmarks.quality --sizes $(QUALITY_SIZES) $(ARGS) $(QUALITY_ARGS)
 	$(VENV)/bin/python -m benchmarks.history $(ARGS) $(HISTORY_ARGS)

@@ -12,7 +12,7 @@ or none. Rows:
   chosen on an exact sample of ``search.audit_sample`` faces for ``search.assign_recall``, then all n faces
   searched (nothing extrapolated).
 - ``default, no spill``: the same with ``search.spill: 0``.
-- ``previous default``: no spill and at most nlist / 8 lists probed (the cap before this benchmark).
+- ``capped, no spill``: no spill and at most nlist / 8 lists probed (the default's cap before this benchmark).
 - ``faiss IVF-Flat`` at ``--ivf-nprobes``: the same lists, faiss's own search of the sample, extrapolated.
 
 Columns: seconds of training, listing and building, calibration and search; the share of the sample's faces
@@ -58,7 +58,7 @@ LABELS = {
     "exact": "exact",
     "default": "default",
     "nospill": "default, no spill",
-    "previous": "previous default",
+    "previous": "capped, no spill",
     "ivf": "faiss IVF-Flat",
 }
 
