@@ -123,7 +123,8 @@ def _needs(x, xb, c, lists, cols, cap: int, both_ways: bool) -> tuple[np.ndarray
     back = np.full(cols.shape, np.inf, np.float32)
     if both_ways:
         own = Cq.argmax(axis=1)  # each face's nearest list
-        Cn = xb[np.maximum(cols, 0)] @ c.T  # (nq, kk, nlist): the neighbours' centroid scores
+        nb = xb[np.maximum(cols, 0).ravel()]  # one product, not one per face: (nq * kk, d) x (d, nlist)
+        Cn = (nb @ c.T).reshape(*cols.shape, len(c))  # the neighbours' centroid scores
         at = Cn[rows, np.arange(cols.shape[1])[None, :], own[:, None]]
         back = np.where((Cn > at[:, :, None]).sum(axis=2) < cap, Cn.max(axis=2) - at, np.inf)
         back = np.where(cols >= 0, back, np.inf)
