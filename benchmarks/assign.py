@@ -24,17 +24,16 @@ appended to ``--out FILE.jsonl``). Example: ``python -m benchmarks.assign --size
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
 import os
-import sys
 import time
 from typing import Any
 
 import numpy as np
 
 from benchmarks.common import JsonLines, finish, format_table, parse_sizes, parser, record, setup_logging
+from benchmarks.search import StderrLines, unit_rows
 from daskcluster.backends import get_backend
 from daskcluster.config import SearchConfig
 from daskcluster.eval.synth import SynthSpec, generate_day_arrays
@@ -61,11 +60,6 @@ LABELS = {
     "previous": "capped, no spill",
     "ivf": "faiss IVF-Flat",
 }
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 @dataclasses.dataclass
@@ -240,14 +234,6 @@ def table(records: list[dict[str, Any]]) -> str:
             ]
         )
     return format_table(headers, rows, title="assignment: faces against gallery centres (* extrapolated)")
-
-
-class StderrLines(JsonLines):
-    """:class:`JsonLines` that prints its lines on stderr: stdout has the table."""
-
-    def emit(self, rec: dict[str, Any]) -> dict[str, Any]:
-        with contextlib.redirect_stdout(sys.stderr):
-            return super().emit(rec)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
