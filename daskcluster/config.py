@@ -145,6 +145,12 @@ class SearchConfig(_Section):
         description="a gallery centre whose best centroid scores under this is spilled into search.spill more lists",
     )
     train_sample: int = Field(50_000, ge=1000, description="vectors sampled to train the coarse quantizer")
+    train_iters: int = Field(
+        6, ge=1, le=100, description="k-means iterations of the step-2 graph's quantizer, trained every day"
+    )
+    gallery_train_iters: int = Field(
+        12, ge=1, le=100, description="k-means iterations of the gallery's quantizer, trained rarely and kept for days"
+    )
     shard_mb: float = Field(512.0, gt=0, description="features per k-NN graph shard (float32 MB)")
     audit: bool = Field(True, description="report the edge recall on the exact sample's other half")
     audit_sample: int = Field(

@@ -19,8 +19,9 @@ class Backend(Protocol):
     spills: bool  # whether :meth:`build_index` stores a row in every list of 2-d ``lists`` (else the first only)
     partition_mb: float  # feature MB (float32) per partition that suits this backend's workers
 
-    def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
-        """Spherical k-means on ``sample`` (n, d); returns ``nlist`` unit centroids (nlist, d) float32."""
+    def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int, niter: int = 12) -> np.ndarray:
+        """Spherical k-means (``niter`` iterations) on ``sample`` (n, d); returns ``nlist`` unit centroids
+        (nlist, d) float32."""
         ...
 
     def build_index(self, xb: np.ndarray, centroids: np.ndarray | None, lists: np.ndarray | None = None) -> Any:

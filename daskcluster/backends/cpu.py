@@ -27,12 +27,12 @@ class CpuBackend:
     kmeans_on_gpu = False
     partition_mb = 64.0  # feature MB per partition under ``ingest.partition_mb: 0``
 
-    def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
+    def train_quantizer(self, sample: np.ndarray, nlist: int, seed: int, niter: int = 12) -> np.ndarray:
         sample = np.ascontiguousarray(sample, dtype=np.float32)
         kmeans = faiss.Kmeans(
             sample.shape[1],
             nlist,
-            niter=12,
+            niter=niter,
             spherical=True,
             seed=seed,
             max_points_per_centroid=256,

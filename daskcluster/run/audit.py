@@ -25,6 +25,12 @@ def _part_sample(part: ingest.Part, offset: int, m: int, searchable: bool) -> ca
     return calibrate.sample_faces(part.ids[rows], offset + rows, part.x[rows], m)
 
 
+def _merge(samples: list[calibrate.Sample], m: int, audit_only: bool) -> calibrate.Sample:
+    """The ``calibrate-sample`` task that merges the partitions' samples (``audit_only``: its odd half)."""
+    sample = calibrate.merge_samples(samples, m)
+    return sample.half(odd=True) if audit_only else sample
+
+
 def _with_exact(sample: calibrate.Sample, exact: tuple) -> calibrate.Sample:
     sample.exact = exact
     return sample
@@ -41,14 +47,16 @@ def exact_sample(
     prefix: str = "",
     searchable: bool = True,
     both_ways: bool = False,
+    audit_only: bool = False,
 ) -> object:
     """Handle of the day's sample with its exact top-``k`` (>= ``threshold``) over every shard. Tasks are named
     ``<prefix>calibrate-sample``, ``-search`` and ``-merge``. ``both_ways``: the search will run both ways, so
-    each edge's gap is also measured from the neighbour's side."""
+    each edge's gap is also measured from the neighbour's side. ``audit_only`` (the gap is fixed): only the
+    audit half is searched, at half the cost."""
     m = cfg.search.audit_sample
     name = f"{prefix}calibrate"
     per_part = [ex.submit(f"{name}-sample", _part_sample, p, off, m, searchable) for p, off in zip(parts, offsets)]
-    sample = ex.submit(f"{name}-sample", calibrate.merge_samples, per_part, m)
+    sample = ex.submit(f"{name}-sample", _merge, per_part, m, audit_only)
     per_shard = [  # where each shard lives: shards never move, the sample travels
         ex.submit_at(h, f"{name}-search", calibrate.exact_with_lists, s, sample, k, threshold, both_ways)
         for s, h in zip(shards, ex.homes(shards))

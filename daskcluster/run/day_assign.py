@@ -72,7 +72,10 @@ def _best_clusters(ex, day: Day, tables: list, parts: list) -> tuple[list, Quant
         if spec.gap is None or cfg.search.audit:
             sizes = ex.gather([ex.submit("count", len, p) for p in parts])
             offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-            sample = exact_sample(ex, cfg, index, parts, offsets, k, threshold, "assign-", searchable=False)
+            fixed = spec.gap is not None
+            sample = exact_sample(
+                ex, cfg, index, parts, offsets, k, threshold, "assign-", searchable=False, audit_only=fixed
+            )
         if spec.gap is None:
             target = cfg.search.assign_recall
             gap = choose_gap(ex, cfg, sample, threshold, target, "assign", "assign-", False)

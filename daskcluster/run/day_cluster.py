@@ -70,7 +70,7 @@ def knn_graph(ex, cfg: Config, backend: str, dim: int, rest: list) -> Graph:
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     n_total = sum(sizes)
     spec = choose_index(n_total, cfg.search)
-    quant = quantizer(ex, "knn", spec, cfg.search, backend, rest, knn.graph_sample)
+    quant = quantizer(ex, "knn", spec, cfg.search, backend, rest, knn.graph_sample, niter=cfg.search.train_iters)
     groups = knn.group_partitions(sizes, math.ceil(n_total * dim * 4 / 2**20 / cfg.search.shard_mb))
     shards = ex.wait(
         "knn-build",
@@ -84,7 +84,10 @@ def knn_graph(ex, cfg: Config, backend: str, dim: int, rest: list) -> Graph:
     both_ways = cfg.search.both_ways and get_backend(backend).searches_both_ways and not spec.is_flat
     if not spec.is_flat:
         if spec.gap is None or cfg.search.audit:
-            sample = exact_sample(ex, cfg, shards, rest, offsets, c.k + 1, c.threshold, both_ways=both_ways)
+            fixed = spec.gap is not None
+            sample = exact_sample(
+                ex, cfg, shards, rest, offsets, c.k + 1, c.threshold, both_ways=both_ways, audit_only=fixed
+            )
         if spec.gap is None:
             gap = choose_gap(ex, cfg, sample, c.threshold, cfg.search.target_recall, "edges")
             spec = spec.with_gap(gap)

@@ -54,7 +54,7 @@ def self_knn(
     centroids = None
     if not spec.is_flat:
         n_max = train_size(spec, cfg)
-        centroids = train_quantizer([sample_rows(ids, x, n_max)], spec.nlist, n_max, backend)
+        centroids = train_quantizer([sample_rows(ids, x, n_max)], spec.nlist, n_max, backend, niter=cfg.train_iters)
     t1 = time.perf_counter()
     shard = build_shard(ids, x, spec, centroids, backend)
     t2 = time.perf_counter()

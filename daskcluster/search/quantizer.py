@@ -24,11 +24,16 @@ __all__ = ["Quantizer", "quantizer", "train_quantizer"]
 
 
 def train_quantizer(
-    samples: list[tuple[np.ndarray, np.ndarray]], nlist: int, n_max: int, backend: str, seed: int = 1234
+    samples: list[tuple[np.ndarray, np.ndarray]],
+    nlist: int,
+    n_max: int,
+    backend: str,
+    seed: int = 1234,
+    niter: int = SearchConfig().gallery_train_iters,
 ) -> np.ndarray:
     """Merge per-partition samples (see :func:`~daskcluster.search.sampling.sample_rows`) and train ``nlist``
-    IVF centroids."""
-    return get_backend(backend).train_quantizer(merge_samples(samples, n_max), nlist, seed)
+    IVF centroids in ``niter`` k-means iterations."""
+    return get_backend(backend).train_quantizer(merge_samples(samples, n_max), nlist, seed, niter)
 
 
 def _load(path: str) -> np.ndarray:
@@ -57,15 +62,18 @@ def quantizer(
     sample_fn: Callable,
     stored: dict | None = None,
     root: Any = None,
+    niter: int | None = None,
 ) -> Quantizer:
     """The quantizer of a search by ``spec``: the ``stored`` one (``{"path", "nlist"}``, relative to ``root``)
     while its list count is what ``spec`` asks for, else trained on a worker from ``sample_fn(source, n)`` of
-    every source. Tasks are named ``<stage>-quantizer``, ``<stage>-sample`` and ``<stage>-train``."""
+    every source, in ``niter`` k-means iterations (default ``search.gallery_train_iters``: a quantizer that is
+    stored serves many days). Tasks are named ``<stage>-quantizer``, ``<stage>-sample`` and ``<stage>-train``."""
     if spec.is_flat:
         return Quantizer(None, False, 0)
     if stored and stored["nlist"] == spec.nlist:
         return Quantizer(ex.submit(f"{stage}-quantizer", _load, str(root / stored["path"])), False, spec.nlist)
     n_max = train_size(spec, cfg)
     samples = [ex.submit(f"{stage}-sample", sample_fn, src, n_max) for src in sources]
-    fut = ex.submit(f"{stage}-train", train_quantizer, samples, spec.nlist, n_max, backend)
+    niter = niter or cfg.gallery_train_iters
+    fut = ex.submit(f"{stage}-train", train_quantizer, samples, spec.nlist, n_max, backend, niter=niter)
     return Quantizer(ex.wait(f"{stage}-train", [fut])[0], True, spec.nlist)
