@@ -10,25 +10,36 @@ import functools
 import importlib.util
 
 from daskcluster.backends.base import Backend
+from daskcluster.config import ConfigError
 
-__all__ = ["Backend", "get_backend", "partition_mb", "resolve_backend_name"]
+__all__ = ["Backend", "BackendUnavailable", "get_backend", "gpu_problem", "partition_mb", "resolve_backend_name"]
 
 
-def _gpu_available() -> bool:
-    for name in ("cupy", "faiss", "cugraph"):
-        if importlib.util.find_spec(name) is None:
-            return False
-    from daskcluster.backends.gpu import gpu_count  # lazy: imports cupy only here
+class BackendUnavailable(ConfigError):
+    """``backend: gpu`` on a machine where the GPU backend cannot run (raised before any work)."""
 
-    return gpu_count() > 0
+
+@functools.cache
+def gpu_problem() -> str | None:
+    """Why the GPU backend cannot run in this process, or None when it can. The GPU backend needs CuPy and
+    one working CUDA device; faiss-gpu, cuGraph and dask-cuda are used where present, and CuPy kernels of
+    the same algorithms (``daskcluster.backends.xp``) stand in for them where not."""
+    if importlib.util.find_spec("cupy") is None:
+        return "CuPy is not installed (install the [gpu] extra)"
+    from daskcluster.backends.gpu import device_problem  # lazy: imports cupy only here
+
+    return device_problem()
 
 
 def resolve_backend_name(name: str) -> str:
-    """Turn ``auto`` into ``cpu`` or ``gpu``; checks that ``gpu`` can work."""
+    """Turn ``auto`` into ``cpu`` or ``gpu``; refuses ``gpu`` (:class:`BackendUnavailable`) where it cannot
+    run, so a GPU day fails at once rather than on its first task."""
     if name == "auto":
-        return "gpu" if _gpu_available() else "cpu"
+        return "gpu" if gpu_problem() is None else "cpu"
     if name not in ("cpu", "gpu"):
-        raise ValueError(f"backend must be auto, cpu or gpu, not {name!r}")
+        raise ConfigError(f"backend must be auto, cpu or gpu, not {name!r}")
+    if name == "gpu" and (problem := gpu_problem()) is not None:
+        raise BackendUnavailable(f"backend gpu cannot run here: {problem}; use --set backend=cpu (or auto)")
     return name
 
 

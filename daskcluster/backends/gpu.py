@@ -23,6 +23,20 @@ def gpu_count() -> int:
         return 0
 
 
+def device_problem() -> str | None:
+    """Why no CUDA device can run CuPy kernels here (one line), or None."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() == 0:
+            return "no CUDA device is visible"
+        x = cupy.arange(8, dtype=cupy.float32)
+        float((x @ x).get())  # a kernel and a copy back: the driver, the device and CuPy's build all work
+    except Exception as exc:  # no driver, no device, a CUDA mismatch: the one line names it
+        return " ".join(f"CUDA is not usable ({type(exc).__name__}: {exc})".split())
+    return None
+
+
 @functools.cache
 def _resources() -> Any:
     import faiss

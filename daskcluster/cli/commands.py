@@ -10,6 +10,7 @@ import sys
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from daskcluster.config import ConfigError, load_config
@@ -66,7 +67,8 @@ def _quiet_dask() -> None:
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
+    """One line on stderr (no markup read from the message, no wrapping), exit 2."""
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     sys.exit(2)
 
 
@@ -97,13 +99,23 @@ def _cluster(cfg, scheduler, workers):
             yield client, RichStageProgress(bars)
 
 
-def _run_day(input_path, gallery, day, config_file, overrides, workers, scheduler, force) -> None:
+def _job_config(config_file, overrides):
+    """The config of a job that computes, its backend checked before any work: ``backend: gpu`` on a machine
+    without a usable GPU is refused here (exit 2), before a cluster starts or a file is written."""
+    from daskcluster.backends import resolve_backend_name
+
+    cfg = load_config(config_file, overrides)
+    resolve_backend_name(cfg.backend)
+    return cfg
+
+
+def _run_day(input_path, gallery, day, config_file, overrides, workers, scheduler, force, cfg=None) -> None:
     from daskcluster.cli.display import print_summary
     from daskcluster.run.consolidate import consolidate_after_day
     from daskcluster.run.pipeline import run_day
 
     try:
-        cfg = load_config(config_file, overrides)
+        cfg = cfg or _job_config(config_file, overrides)
         with _cluster(cfg, scheduler, workers) as (client, progress):
             result = run_day(client, input_path, gallery, cfg, day, force, progress)
             if cfg.consolidate.after_day and result.status == "committed":
@@ -148,12 +160,16 @@ def demo(data, gallery, config_file, overrides, workers, scheduler) -> None:
     """Generate the labelled demo data once, then run its next uncommitted day."""
     from daskcluster.eval.demo import next_demo_day
 
+    try:
+        cfg = _job_config(config_file, overrides)
+    except ConfigError as exc:
+        _fail(exc)
     day_dir = next_demo_day(data, gallery)
     if day_dir is None:
         console.print(f"every demo day in {data} is committed to {gallery}; remove {gallery} to start over")
         return
     console.print(f"demo day: {day_dir}")
-    _run_day(str(day_dir), gallery, None, config_file, overrides, workers, scheduler, False)
+    _run_day(str(day_dir), gallery, None, config_file, overrides, workers, scheduler, False, cfg)
 
 
 @main.command()
@@ -229,7 +245,7 @@ def retrain(gallery, config_file, overrides) -> None:
     from daskcluster.run.maintenance import retrain_quantizer
 
     try:
-        result = retrain_quantizer(gallery, load_config(config_file, overrides))
+        result = retrain_quantizer(gallery, _job_config(config_file, overrides))
     except (ConfigError, GalleryError) as exc:
         _fail(exc)
     console.print(
@@ -253,7 +269,7 @@ def compact(gallery, config_file, overrides, workers, scheduler) -> None:
     from daskcluster.run.compact import compact_gallery
 
     try:
-        cfg = load_config(config_file, overrides)
+        cfg = _job_config(config_file, overrides)
         with _cluster(cfg, scheduler, workers) as (client, progress):
             result = compact_gallery(client, gallery, cfg, progress)
     except (ConfigError, GalleryError) as exc:
@@ -318,7 +334,7 @@ def consolidate(gallery, config_file, overrides, workers, scheduler, rounds) -> 
     from daskcluster.run.consolidate import consolidate_gallery
 
     try:
-        cfg = load_config(config_file, overrides)
+        cfg = _job_config(config_file, overrides)
         with _cluster(cfg, scheduler, workers) as (client, progress):
             result = consolidate_gallery(client, gallery, cfg, progress, rounds)
     except (ConfigError, GalleryError) as exc:

@@ -128,3 +128,26 @@ def test_existing_scheduler(data, tmp_path):
         )
     assert "committed" in out.stderr + out.stdout
     assert dc("status", "--gallery", tmp_path / "g").stdout.count("2026-01-01") == 1
+
+
+def test_gpu_backend_refused_without_a_gpu(data, tmp_path):
+    """``backend: gpu`` where the GPU backend cannot run: exit 2 at once, one line, nothing written."""
+    from daskcluster.backends import gpu_problem
+
+    if gpu_problem() is None:
+        pytest.skip("this machine has a usable GPU")
+    gallery, demo = tmp_path / "g", tmp_path / "demo"
+    for args in (
+        ("run-day", "--input", data / "day=2026-01-01", "--gallery", gallery, "--set", "backend=gpu"),
+        ("demo", "--data", demo, "--gallery", gallery, "--set", "backend=gpu"),
+        ("consolidate", "--gallery", gallery, "--set", "backend=gpu"),
+    ):
+        out = dc(*args, check=False)
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "backend gpu cannot run here" in lines[0], out.stderr
+        assert "Traceback" not in out.stderr
+    assert not gallery.exists() and not demo.exists()
+    assert (
+        dc("run-day", "--input", data / "day=2026-01-01", "--gallery", gallery, "--set", "backend=auto").returncode == 0
+    )
