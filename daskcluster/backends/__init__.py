@@ -57,5 +57,12 @@ def get_backend(name: str) -> Backend:
 
 
 def partition_mb(name: str) -> float:
-    """Feature MB per partition that suits the backend ``name`` (what ``ingest.partition_mb: 0`` means)."""
-    return get_backend(name).partition_mb
+    """Feature MB per partition that suits the backend ``name`` (what ``ingest.partition_mb: 0`` means). A
+    property of the backend's class, so asking it needs no device (the planner may run off the GPU host)."""
+    if (name if name == "gpu" else resolve_backend_name(name)) == "gpu":
+        from daskcluster.backends.gpu import GpuBackend  # the module imports no GPU library itself
+
+        return GpuBackend.partition_mb
+    from daskcluster.backends.cpu import CpuBackend
+
+    return CpuBackend.partition_mb
