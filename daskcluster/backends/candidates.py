@@ -1,11 +1,15 @@
-"""What the blocked IVF (``ivf``) hands between tasks, in plain numpy (no index library): the lists a block of
-queries probes, and the reverse candidates of a search both ways with their join into top-k lists."""
+"""What the blocked IVF (``ivf``) hands between tasks, in plain arrays (no index library): the lists a block of
+queries probes, and the reverse candidates of a search both ways with their join into top-k lists. The arrays
+are numpy, or CuPy inside a GPU task (``xp``); what travels between tasks is numpy."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from daskcluster.backends import xp as xpm
 
 __all__ = ["Both", "Probes", "Reverse", "join_reverse"]
 
@@ -15,16 +19,16 @@ class Probes:
     """The lists a block of queries probes: ``primary[i]`` (the nearest) and, in CSR form, the others:
     ``others[indptr[i]:indptr[i + 1]]``, int32. Compact enough to travel between tasks."""
 
-    primary: np.ndarray
-    indptr: np.ndarray
-    others: np.ndarray
+    primary: Any
+    indptr: Any
+    others: Any
 
     def __len__(self) -> int:
         return len(self.primary)
 
     def __getitem__(self, rows: slice) -> Probes:
         a, b, _ = rows.indices(len(self))
-        lo, hi = self.indptr[a], self.indptr[b]
+        lo, hi = int(self.indptr[a]), int(self.indptr[b])
         return Probes(self.primary[a:b], self.indptr[a : b + 1] - lo, self.others[lo:hi])
 
     @staticmethod
@@ -32,14 +36,25 @@ class Probes:
         """The probes of the queries of ``parts``, one after the other."""
         if not parts:
             return Probes(np.empty(0, np.int32), np.zeros(1, np.int64), np.empty(0, np.int32))
-        starts = np.cumsum([0] + [p.indptr[-1] for p in parts[:-1]])
-        indptr = np.concatenate([[0]] + [p.indptr[1:] + a for p, a in zip(parts, starts)]).astype(np.int64)
-        return Probes(np.concatenate([p.primary for p in parts]), indptr, np.concatenate([p.others for p in parts]))
+        xp = xpm.namespace(parts[0].indptr)
+        starts = np.cumsum([0] + [int(p.indptr[-1]) for p in parts[:-1]])
+        indptr = xp.concatenate([xp.zeros(1, xp.int64)] + [p.indptr[1:] + int(a) for p, a in zip(parts, starts)])
+        return Probes(
+            xp.concatenate([p.primary for p in parts]),
+            indptr.astype(xp.int64),
+            xp.concatenate([p.others for p in parts]),
+        )
 
-    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+    def to(self, xp: Any) -> Probes:
+        """These probes in the memory of ``xp`` (numpy: the host; CuPy: the device)."""
+        move = xpm.to_host if xp is np else xp.asarray
+        return Probes(move(self.primary), move(self.indptr), move(self.others))
+
+    def pairs(self) -> tuple[Any, Any]:
         """``(query, list)`` of every non-primary probe, grouped by list (queries ascending within a list)."""
-        q = np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.indptr))
-        order = np.argsort(self.others, kind="stable")
+        xp = xpm.namespace(self.others)
+        q = xpm.repeat(xp, xp.arange(len(self), dtype=xp.int64), xp.diff(self.indptr))
+        order = xp.argsort(self.others, kind="stable")
         return q[order], self.others[order]
 
     @property
@@ -53,25 +68,29 @@ class Reverse:
     """Reverse candidates ``(row, nb, s)``: database row ``row`` has neighbour ``nb`` at similarity ``s``;
     sorted by row, then by descending score and ascending neighbour, at most k per row."""
 
-    row: np.ndarray
-    nb: np.ndarray
-    s: np.ndarray
+    row: Any
+    nb: Any
+    s: Any
 
     def __len__(self) -> int:
         return len(self.row)
 
     @staticmethod
-    def empty() -> Reverse:
-        return Reverse(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+    def empty(xp: Any = np) -> Reverse:
+        return Reverse(xp.empty(0, xp.int64), xp.empty(0, xp.int64), xp.empty(0, xp.float32))
 
     @staticmethod
-    def best(row: np.ndarray, nb: np.ndarray, s: np.ndarray, k: int) -> Reverse:
+    def best(row: Any, nb: Any, s: Any, k: int) -> Reverse:
         """Each row's best k of the triples (ties: the smaller neighbour)."""
-        order = np.lexsort((nb, -s.astype(np.float64), row))
+        xp = xpm.namespace(row, nb, s)
+        order = xpm.lexsort(xp, (nb, -s.astype(xp.float64), row))
         row, nb, s = row[order], nb[order], s[order]
-        start = np.searchsorted(row, row, side="left")
-        keep = np.arange(len(row)) - start < k
-        return Reverse(row[keep], nb[keep], s[keep].astype(np.float32))
+        start = xp.searchsorted(row, row, side="left")
+        keep = xp.arange(len(row)) - start < k
+        return Reverse(row[keep], nb[keep], s[keep].astype(xp.float32))
+
+    def to_host(self) -> Reverse:
+        return Reverse(xpm.to_host(self.row), xpm.to_host(self.nb), xpm.to_host(self.s))
 
     @staticmethod
     def merge(parts: list[Reverse], k: int) -> Reverse:
@@ -81,11 +100,13 @@ class Reverse:
             return Reverse.empty()
         if len(parts) == 1:
             return parts[0]
-        return Reverse.best(*(np.concatenate([getattr(p, a) for p in parts]) for a in ("row", "nb", "s")), k)
+        xp = xpm.namespace(parts[0].row)
+        return Reverse.best(*(xp.concatenate([getattr(p, a) for p in parts]) for a in ("row", "nb", "s")), k)
 
     def slice(self, lo: int, hi: int) -> Reverse:
         """The triples of rows ``lo <= row < hi``."""
-        a, b = np.searchsorted(self.row, [lo, hi])
+        xp = xpm.namespace(self.row)
+        a, b = (int(v) for v in xp.searchsorted(self.row, xp.asarray([lo, hi], dtype=self.row.dtype)))
         return Reverse(self.row[a:b], self.nb[a:b], self.s[a:b])
 
     def __sizeof__(self) -> int:
@@ -128,22 +149,28 @@ class Both:
     candidate ``(b, q)`` is kept only when ``b`` does not probe ``q``'s nearest list itself: otherwise ``b``'s
     own search scores ``q`` already."""
 
-    floors: np.ndarray
-    indptr: np.ndarray
-    others: np.ndarray
+    floors: Any
+    indptr: Any
+    others: Any
 
-    def probed(self, lo: int, hi: int, lists: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    def probed(self, lo: int, hi: int, lists: Any, lookup: Any) -> Any:
         """``(hi - lo, len(lists))``: whether row ``lo + i`` probes list ``lists[j]`` (its own list aside).
         ``lookup``: a scratch array of -1, one per list of the index, left as it was found."""
-        out = np.zeros((hi - lo, len(lists)), bool)
-        a, b = self.indptr[lo], self.indptr[hi]
-        lookup[lists] = np.arange(len(lists))
+        xp = xpm.namespace(lists, lookup)
+        out = xp.zeros((hi - lo, len(lists)), bool)
+        a, b = int(self.indptr[lo]), int(self.indptr[hi])
+        lookup[lists] = xp.arange(len(lists))
         col = lookup[self.others[a:b]]
         lookup[lists] = -1
-        row = np.repeat(np.arange(hi - lo), np.diff(self.indptr[lo : hi + 1]))
+        row = xpm.repeat(xp, xp.arange(hi - lo), xp.diff(self.indptr[lo : hi + 1]))
         hit = col >= 0
         out[row[hit], col[hit]] = True
         return out
+
+    def to(self, xp: Any) -> Both:
+        """This in the memory of ``xp`` (numpy: the host; CuPy: the device)."""
+        move = xpm.to_host if xp is np else xp.asarray
+        return Both(move(self.floors), move(self.indptr), move(self.others))
 
     def __sizeof__(self) -> int:
         return int(self.floors.nbytes + self.indptr.nbytes + self.others.nbytes)

@@ -1,4 +1,4 @@
-"""CPU backend: numpy, faiss-cpu and scipy."""
+"""CPU backend: numpy and faiss-cpu; the blocked IVF and the components kernel are array-module code (``xp``)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from typing import Any
 
 import faiss
 import numpy as np
-import scipy.sparse
-import scipy.sparse.csgraph
 
-from daskcluster.backends import ivf
+from daskcluster.backends import ivf, wcc
 
 
 def below_to_empty(D: np.ndarray, I: np.ndarray, min_sim: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -83,11 +81,9 @@ class CpuBackend:
         return faiss.knn(xq, xb, k, metric=faiss.METRIC_INNER_PRODUCT)
 
     def connected_components(self, n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-        graph = scipy.sparse.coo_matrix(
-            (np.ones(len(src), dtype=np.int8), (src.astype(np.int64), dst.astype(np.int64))), shape=(n, n)
-        )
-        _, labels = scipy.sparse.csgraph.connected_components(graph.tocsr(), directed=False)
-        return labels.astype(np.int64)
+        """The array-module kernel (:mod:`~daskcluster.backends.wcc`), with numpy: the code a GPU without
+        cuGraph runs with CuPy. Labels order components by smallest member, as scipy's do."""
+        return wcc.connected_components(n, np.asarray(src), np.asarray(dst), np)
 
     threads = 1  # blocks of queries the blocked IVF searches in parallel (see ``ivf.search``)
 

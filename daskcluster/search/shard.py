@@ -16,6 +16,7 @@ import numpy as np
 
 from daskcluster.backends import get_backend
 from daskcluster.backends.candidates import Probes, Reverse
+from daskcluster.backends.xp import to_host
 from daskcluster.search.index import IndexSpec
 
 __all__ = ["IndexShard", "build_shard", "gallery_lists", "nearest_lists", "probe", "search_shard", "shard_both_ways"]
@@ -61,7 +62,7 @@ class IndexShard:
         index = self.index
         if hasattr(index, "offsets"):  # the blocked IVF keeps its rows in list order
             out = np.empty(len(index.rows), np.int64)
-            out[index.rows] = np.repeat(np.arange(index.nlist), np.diff(index.offsets))
+            out[to_host(index.rows)] = np.repeat(np.arange(index.nlist), np.diff(index.offsets))
             return out
         return nearest_lists(self.centroids, self.xb, self.backend)
 

@@ -42,7 +42,7 @@ def _probed(probes):
 
 def _brute_over_probes(xb, xq, centroids, probes, k, min_sim):
     """Top-k by brute force among the members of each query's probed lists."""
-    lists = ivf.nearest_list(ivf._quantizer(centroids), xb)
+    lists = ivf.nearest_list(centroids, xb)
     probed = _probed(probes)
     return _brute(xb, xq, lambda i: np.flatnonzero(np.isin(lists, list(probed[i]))), k, min_sim)
 
@@ -92,7 +92,7 @@ def test_a_spilled_index_is_exact_over_every_list_holding_a_row(threads, monkeyp
 def _brute_both_ways(x, centroids, probes, k, min_sim):
     """Top-k by brute force of every row of ``x`` against ``x`` among the members of the lists it probes and
     the rows that probe its own list."""
-    lists = ivf.nearest_list(ivf._quantizer(centroids), x)
+    lists = ivf.nearest_list(centroids, x)
     probed = _probed(probes)
 
     def candidates(b):
