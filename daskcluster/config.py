@@ -181,6 +181,10 @@ class DaskConfig(_Section):
     threads_per_worker: int = Field(0, ge=0, description="0 = fit the machine")
     memory_limit: str = "auto"
     dashboard_port: int = Field(8787, ge=0, le=65535)
+    rmm_pool_size: str | None = Field(
+        None, description="GPU workers' RMM memory pool, e.g. 40GB (backend gpu, with dask-cuda); none: no pool"
+    )
+    protocol: Literal["tcp", "ucx"] = Field("tcp", description="comm protocol of a local cluster (ucx: with ucx-py)")
 
 
 class Config(_Section):

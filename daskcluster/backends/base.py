@@ -72,6 +72,16 @@ class Backend(Protocol):
         """Threads the compute libraries may use in this process (a worker's share of the cores)."""
         ...
 
-    def local_cluster(self, n_workers: int, threads_per_worker: int, memory_limit: str, dashboard_address: str) -> Any:
-        """The Dask cluster this backend runs on when the command starts its own (``LocalCluster`` on CPUs)."""
+    def local_cluster(
+        self,
+        n_workers: int,
+        threads_per_worker: int,
+        memory_limit: str,
+        dashboard_address: str,
+        rmm_pool_size: str | None = None,
+        protocol: str | None = None,
+    ) -> Any:
+        """The Dask cluster this backend runs on when the command starts its own: ``LocalCluster`` on CPUs,
+        dask-cuda's ``LocalCUDACluster`` (one worker per GPU, an RMM pool of ``rmm_pool_size``) on GPUs;
+        ``protocol``: the comm protocol (``tcp``, or ``ucx`` where UCX is installed)."""
         ...

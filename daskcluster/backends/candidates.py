@@ -54,7 +54,7 @@ class Probes:
         """``(query, list)`` of every non-primary probe, grouped by list (queries ascending within a list)."""
         xp = xpm.namespace(self.others)
         q = xpm.repeat(xp, xp.arange(len(self), dtype=xp.int64), xp.diff(self.indptr))
-        order = xp.argsort(self.others, kind="stable")
+        order = xpm.argsort(xp, self.others)
         return q[order], self.others[order]
 
     @property

@@ -91,7 +91,16 @@ class CpuBackend:
         faiss.omp_set_num_threads(threads)
         self.threads = max(1, threads)
 
-    def local_cluster(self, n_workers: int, threads_per_worker: int, memory_limit: str, dashboard_address: str) -> Any:
+    def local_cluster(
+        self,
+        n_workers: int,
+        threads_per_worker: int,
+        memory_limit: str,
+        dashboard_address: str,
+        rmm_pool_size: str | None = None,
+        protocol: str | None = None,
+    ) -> Any:
+        """A ``LocalCluster`` of worker processes (``rmm_pool_size`` is for GPU workers: not used here)."""
         import logging
 
         from distributed import LocalCluster
@@ -103,4 +112,5 @@ class CpuBackend:
             memory_limit=memory_limit,
             dashboard_address=dashboard_address,
             silence_logs=logging.ERROR,
+            **({"protocol": protocol} if protocol and protocol != "tcp" else {}),
         )

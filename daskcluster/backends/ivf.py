@@ -101,7 +101,7 @@ def build(xb: np.ndarray, centroids: np.ndarray, lists: np.ndarray | None = None
         lists = lists[keep]  # row-major: a row's own list, then its spills
     else:
         row = xp.arange(len(lists))
-    order = xp.argsort(lists, kind="stable")
+    order = xpm.argsort(xp, lists)
     offsets = xpm.to_host(xp.searchsorted(lists[order], xp.arange(len(centroids) + 1)))
     rows = row[order].astype(xp.int64)
     return BlockedIVF(centroids, xp.ascontiguousarray(xb[rows]), rows, offsets, spilled=len(rows) > len(xb))
@@ -130,7 +130,7 @@ def spill_lists(centroids: np.ndarray, x: np.ndarray, extra: int, below: float) 
             top = xp.sort(xp.argpartition(-Cf, want - 1, axis=1)[:, :want], axis=1)
         else:
             top = xp.broadcast_to(xp.arange(len(c)), Cf.shape)
-        order = xp.argsort(-xp.take_along_axis(Cf, top, axis=1), axis=1, kind="stable")  # ties: the lower list
+        order = xpm.argsort(xp, -xp.take_along_axis(Cf, top, axis=1), axis=1)  # ties: the lower list
         block[far, 1:want] = xp.take_along_axis(top, order, axis=1)[:, 1:]
     return out
 
@@ -212,7 +212,7 @@ def _top_per_query(nq: int, q: Any, rows: Any, s: Any, k: int, dedupe: bool = Fa
         first[1:] = (q[1:] != q[:-1]) | (rows[1:] != rows[:-1])  # copies of a row have equal keys: adjacent
         q, rows, s = q[first], rows[first], s[first]
     else:
-        order = xp.argsort(key, kind="stable")  # candidates come in a fixed order: ties are stable
+        order = xpm.argsort(xp, key)  # candidates come in a fixed order: ties are stable
         q, rows, s = q[order], rows[order], s[order]
     start = xp.searchsorted(q, xp.arange(nq))
     rank = xp.arange(len(q)) - start[q]
@@ -367,7 +367,7 @@ def _search_block(
     listed = np.diff(index.offsets) > 0
     found = _Candidates(xp)
     # pass 1: each query's nearest list; queries sorted by it, so each list's queries are one slice
-    order = xp.argsort(probes.primary, kind="stable")
+    order = xpm.argsort(xp, probes.primary)
     xs = xq[order]
     bounds = xpm.to_host(xp.searchsorted(probes.primary[order], xp.arange(index.nlist + 1)))
     floor = xp.full(nq, floor0, xp.float32)

@@ -6,7 +6,8 @@ The search (``ivf``, ``candidates``) and the components (``components``) are wri
 each:
 
 - ``repeat``: CuPy's ``repeat`` takes no array of counts;
-- ``lexsort``: CuPy's sorts one key array of one dtype;
+- ``lexsort``, ``argsort``: CuPy's ``lexsort`` sorts one key array of one dtype, and its sorts, always
+  stable, take no ``kind``;
 - ``scatter_min``: ``np.minimum.at`` is ``cupyx.scatter_min`` on the device;
 - ``to_host``: what leaves the device is a numpy array.
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["is_device", "lexsort", "namespace", "repeat", "scatter_min", "to_host"]
+__all__ = ["argsort", "is_device", "lexsort", "namespace", "repeat", "scatter_min", "to_host"]
 
 
 def namespace(*arrays: Any) -> ModuleType:
@@ -58,10 +59,17 @@ def lexsort(xp: ModuleType, keys: tuple) -> Any:
     """Indices sorting by ``keys``, the last the primary key, as ``np.lexsort`` (stable)."""
     if xp is np:
         return np.lexsort(keys)
-    order = xp.argsort(keys[0], kind="stable")
+    order = xp.argsort(keys[0])  # CuPy sorts stably, and takes no ``kind``
     for key in keys[1:]:
-        order = order[xp.argsort(key[order], kind="stable")]
+        order = order[xp.argsort(key[order])]
     return order
+
+
+def argsort(xp: ModuleType, a: Any, axis: int = -1) -> Any:
+    """A stable argsort (CuPy's always is, and takes no ``kind`` in older releases)."""
+    if xp is np:
+        return np.argsort(a, axis=axis, kind="stable")
+    return xp.argsort(a, axis=axis)
 
 
 def scatter_min(xp: ModuleType, target: Any, index: Any, values: Any) -> None:

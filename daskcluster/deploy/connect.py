@@ -63,7 +63,9 @@ def connect(
         return
     n_workers, threads = default_layout(cfg, workers)
     port = free_port(cfg.dashboard_port)
-    local = get_backend(backend).local_cluster(n_workers, threads, cfg.memory_limit, f":{port}")
+    local = get_backend(backend).local_cluster(
+        n_workers, threads, cfg.memory_limit, f":{port}", cfg.rmm_pool_size, cfg.protocol
+    )
     with local, Client(local) as client:
         client.register_plugin(BackendThreads(backend, max(1, (os.cpu_count() or 1) // (n_workers * threads))))
         log.info("local Dask cluster: %d workers x %d threads", n_workers, threads)

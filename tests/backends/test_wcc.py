@@ -36,3 +36,15 @@ def test_cpu_backend_runs_the_kernel():
     rng = np.random.default_rng(3)
     src, dst = rng.integers(0, 3000, 2000), rng.integers(0, 3000, 2000)
     assert np.array_equal(get_backend("cpu").connected_components(3000, src, dst), scipy_labels(3000, src, dst))
+
+
+def test_library_labels_renumbered_by_smallest_member():
+    """cuGraph's labels are arbitrary and cover only the vertices of its edges: renumbered as the kernel's."""
+    from daskcluster.backends.gpu import smallest_member_labels  # the module imports no GPU library
+
+    rng = np.random.default_rng(5)
+    src, dst = rng.integers(0, 400, 300), rng.integers(0, 400, 300)
+    want = scipy_labels(400, src, dst)
+    vertex = np.unique(np.concatenate([src, dst]))
+    scrambled = rng.permutation(1000)[want[vertex]] * 7 + 3  # any distinct value per component
+    assert np.array_equal(smallest_member_labels(400, vertex, scrambled), want)
