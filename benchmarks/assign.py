@@ -11,6 +11,8 @@ or none. Rows:
   quantizer trained on the gallery, the centres listed (far ones spilled, ``search.spill``), the probing gap
   chosen on an exact sample of ``search.audit_sample`` faces for ``search.assign_recall``, then all n faces
   searched (nothing extrapolated).
+- ``default, pq codes``: the same with ``search.codec: pq`` (128-byte codes, the best ``8 k`` by code
+  re-ranked by exact score): what the codes cost in agreement.
 - ``default, no spill``: the same with ``search.spill: 0``.
 - ``capped, no spill``: no spill and at most nlist / 8 lists probed (the default's cap before this benchmark).
 - ``faiss IVF-Flat`` at ``--ivf-nprobes``: the same lists, faiss's own search of the sample, extrapolated.
@@ -52,10 +54,11 @@ from daskcluster.search import (
 log = logging.getLogger("bench_assign")
 
 K = 2  # the assignment keeps its runner-up (the margin guard)
-METHODS = ("default", "nospill", "previous", "ivf")
+METHODS = ("default", "pq", "nospill", "previous", "ivf")
 LABELS = {
     "exact": "exact",
     "default": "default",
+    "pq": "default, pq codes",
     "nospill": "default, no spill",
     "previous": "capped, no spill",
     "ivf": "faiss IVF-Flat",
@@ -134,7 +137,7 @@ class Bench:
         backend = self.args.backend
         ids = np.arange(d.n, dtype=np.int64)
         spec = choose_index(d.n, cfg)
-        spec = dataclasses.replace(spec, nprobe=cap or spec.nlist)
+        spec = dataclasses.replace(spec, nprobe=cap or spec.nlist).with_codec(cfg)
         t0 = time.perf_counter()
         n_train = train_size(spec, cfg)
         centroids = train_quantizer([sample_rows(ids, d.gallery, n_train)], spec.nlist, n_train, backend)
@@ -153,7 +156,8 @@ class Bench:
         spilled = 0 if more is None else int((more >= 0).any(axis=1).sum())
         self.emit(
             method,
-            f"IVF{spec.nlist} gap {gap:.3f} nprobe<={spec.nprobe} spill {cfg.spill}",
+            f"IVF{spec.nlist}{'' if spec.pq is None else f' PQ{spec.pq[0]} rerank {spec.pq[1]}'} gap {gap:.3f} "
+            f"nprobe<={spec.nprobe} spill {cfg.spill}",
             {"train": t1 - t0, "build": t2 - t1, "calibrate": t3 - t2, "search": t4 - t3},
             decisions(D[d.qids], I[d.qids], t),
             extrapolated=False,
@@ -195,6 +199,7 @@ def run_size(args: argparse.Namespace, out: JsonLines, n: int) -> None:
     base = SearchConfig()
     runs = {
         "default": lambda: b.run_default("default", base),
+        "pq": lambda: b.run_default("pq", base.model_copy(update={"codec": "pq"})),
         "nospill": lambda: b.run_default("nospill", base.model_copy(update={"spill": 0})),
         "previous": lambda: b.run_default(
             "previous", base.model_copy(update={"spill": 0}), cap=choose_index(n, base).nprobe

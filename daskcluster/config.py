@@ -144,6 +144,17 @@ class SearchConfig(_Section):
         le=1.0,
         description="a gallery centre whose best centroid scores under this is spilled into search.spill more lists",
     )
+    codec: Literal["flat", "pq"] = Field(
+        "flat",
+        description="how the assignment's IVF stores the gallery centres: flat floats, or pq codes of "
+        "search.pq_bytes bytes re-ranked exactly (for galleries larger than device memory)",
+    )
+    pq_bytes: int = Field(
+        128, ge=1, le=512, description="bytes per centre under search.codec pq (divides d; at most d)"
+    )
+    rerank: int = Field(
+        8, ge=1, le=256, description="under search.codec pq: candidates per neighbour re-ranked by exact score"
+    )
     train_sample: int = Field(50_000, ge=1000, description="vectors sampled to train the coarse quantizer")
     train_iters: int = Field(
         6, ge=1, le=100, description="k-means iterations of the step-2 graph's quantizer, trained every day"

@@ -24,10 +24,17 @@ class Backend(Protocol):
         (nlist, d) float32."""
         ...
 
-    def build_index(self, xb: np.ndarray, centroids: np.ndarray | None, lists: np.ndarray | None = None) -> Any:
+    def build_index(
+        self,
+        xb: np.ndarray,
+        centroids: np.ndarray | None,
+        lists: np.ndarray | None = None,
+        pq: tuple[int, int] | None = None,
+    ) -> Any:
         """An inner-product index over ``xb``: flat when ``centroids`` is None, else IVF with those lists.
         ``lists``: each row's list among ``centroids`` when already known (a gallery stores them), so the
-        rows need no quantization."""
+        rows need no quantization. ``pq``: ``(bytes, rerank)``, the IVF holds PQ codes re-ranked exactly
+        (:mod:`~daskcluster.backends.pq`)."""
         ...
 
     def probe(self, centroids: np.ndarray, xq: np.ndarray, nprobe: int, gap: float | None = None) -> Any:

@@ -8,6 +8,7 @@ import faiss
 import numpy as np
 
 from daskcluster.backends import ivf, wcc
+from daskcluster.backends import pq as pqm
 
 
 def below_to_empty(D: np.ndarray, I: np.ndarray, min_sim: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -40,9 +41,19 @@ class CpuBackend:
         kmeans.train(sample)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
-    def build_index(self, xb: np.ndarray, centroids: np.ndarray | None, lists: np.ndarray | None = None) -> Any:
-        """Flat: a faiss ``IndexFlatIP`` (BLAS). IVF: a :class:`~daskcluster.ivf.BlockedIVF`."""
+    def build_index(
+        self,
+        xb: np.ndarray,
+        centroids: np.ndarray | None,
+        lists: np.ndarray | None = None,
+        pq: tuple[int, int] | None = None,
+    ) -> Any:
+        """Flat: a faiss ``IndexFlatIP`` (BLAS). IVF: a :class:`~daskcluster.ivf.BlockedIVF`, or with ``pq`` a
+        :class:`~daskcluster.backends.pq.PQIndex` (a shard too small to train codebooks stays flat IVF)."""
         xb = np.ascontiguousarray(xb, dtype=np.float32)
+        if centroids is not None and pq is not None and len(xb) >= pqm.MIN_ROWS:
+            lists = ivf.nearest_list(centroids, xb) if lists is None else lists
+            return pqm.build(xb, centroids, lists, *pq)
         if centroids is not None:
             return ivf.build(xb, centroids, lists)
         index = faiss.IndexFlatIP(xb.shape[1])
@@ -65,6 +76,10 @@ class CpuBackend:
     ) -> tuple:
         if isinstance(index, ivf.BlockedIVF):
             return ivf.search(index, xq, k, nprobe, min_sim, coarse, self.threads, both)
+        if isinstance(index, pqm.PQIndex):
+            return pqm.search(
+                index, xq, k, coarse if coarse is not None else ivf.probe(index.centroids, xq, nprobe), min_sim
+            )
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
         return below_to_empty(D, I, min_sim)
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from daskcluster.backends import ivf, wcc
+from daskcluster.backends import pq as pqm
 from daskcluster.backends.cpu import CpuBackend, below_to_empty
 from daskcluster.backends.xp import to_host
 
@@ -135,10 +136,19 @@ class GpuBackend(CpuBackend):
     def kmeans_on_gpu(self) -> bool:  # type: ignore[override]
         return faiss_gpus() > 0
 
-    def build_index(self, xb: np.ndarray, centroids: np.ndarray | None, lists: np.ndarray | None = None) -> Any:
-        """IVF: the blocked IVF in device memory. Flat: faiss-gpu's ``GpuIndexFlatIP`` where present, else
+    def build_index(
+        self,
+        xb: np.ndarray,
+        centroids: np.ndarray | None,
+        lists: np.ndarray | None = None,
+        pq: tuple[int, int] | None = None,
+    ) -> Any:
+        """IVF: the blocked IVF in device memory; with ``pq``, the CPU backend's IVF-PQ (faiss, on the host: a
+        device PQ scan is still to build). Flat: faiss-gpu's ``GpuIndexFlatIP`` where present, else
         :class:`DeviceFlat`."""
         cp = _cupy()
+        if centroids is not None and pq is not None:
+            return super().build_index(xb, centroids, lists, pq)
         if centroids is not None:
             return ivf.build(cp.asarray(xb, dtype=cp.float32), cp.asarray(centroids), _device(lists))
         if faiss_gpus():
@@ -170,6 +180,8 @@ class GpuBackend(CpuBackend):
             out = ivf.search(index, cp.asarray(xq), k, nprobe, min_sim, probes, 1, both.to(cp) if both else None)
             D, I = to_host(out[0]), to_host(out[1])  # only the top-k lists leave the device
             return (D, I) if both is None else (D, I, out[2].to_host())
+        if isinstance(index, pqm.PQIndex):
+            return super().search(index, xq, k, nprobe, min_sim, coarse)
         D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), min(k, 2048))
         return below_to_empty(np.asarray(D), np.asarray(I).astype(np.int64), min_sim)
 

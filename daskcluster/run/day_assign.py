@@ -57,6 +57,7 @@ def _best_clusters(ex, day: Day, tables: list, parts: list) -> tuple[list, Quant
     spec = choose_index(plan.base.n_clusters, cfg.search)
     if not cfg.search.nprobe:  # the gap alone bounds the probes: a cap only loses far faces' clusters
         spec = replace(spec, nprobe=spec.nlist)
+    spec = spec.with_codec(cfg.search)  # search.codec: pq codes for the gallery's centres
     quant = quantizer(
         ex, "assign", spec, cfg.search, day.backend, tables, _gallery_sample, plan.base.quantizer, plan.gallery
     )

@@ -20,6 +20,7 @@ class IndexSpec:
     nlist: int = 0
     nprobe: int = 0  # lists probed, or with ``gap`` the most probed
     gap: float | None = None  # probe the lists within this centroid score of the nearest (None: nprobe lists)
+    pq: tuple[int, int] | None = None  # ``(bytes, rerank)``: PQ codes re-ranked exactly (``search.codec: pq``)
 
     @property
     def is_flat(self) -> bool:
@@ -28,12 +29,19 @@ class IndexSpec:
     def with_gap(self, gap: float | None) -> IndexSpec:
         return dataclasses.replace(self, gap=gap)
 
+    def with_codec(self, cfg: SearchConfig) -> IndexSpec:
+        """This spec with the gallery codec of ``cfg`` (``search.codec``; a flat spec stays flat)."""
+        if self.is_flat or cfg.codec == "flat":
+            return dataclasses.replace(self, pq=None)
+        return dataclasses.replace(self, pq=(cfg.pq_bytes, cfg.rerank))
+
     def describe(self) -> str:
         if self.is_flat:
             return "Flat (exact)"
+        codec = "Flat" if self.pq is None else f"PQ{self.pq[0]}x8 rerank={self.pq[1]}"
         if self.gap is None:
-            return f"IVF{self.nlist},Flat nprobe={self.nprobe}"
-        return f"IVF{self.nlist},Flat gap={self.gap:.3f} nprobe<={self.nprobe}"
+            return f"IVF{self.nlist},{codec} nprobe={self.nprobe}"
+        return f"IVF{self.nlist},{codec} gap={self.gap:.3f} nprobe<={self.nprobe}"
 
 
 def choose_index(n_db: int, cfg: SearchConfig) -> IndexSpec:

@@ -36,6 +36,7 @@ class IndexShard:
     lists: np.ndarray | None = None  # each row's IVF list when stored with the rows (no quantization at build);
     # (n, 1 + s): also the lists it is spilled into (-1 none), for a backend that ``spills``
     gap: float | None = None  # probing by centroid score gap (see ``IndexSpec``), when no probes are given
+    pq: tuple[int, int] | None = None  # ``(bytes, rerank)``: an IVF-PQ index re-ranked exactly (``IndexSpec.pq``)
     _index: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -46,7 +47,7 @@ class IndexShard:
     @property
     def index(self) -> Any:
         if self._index is None:
-            self._index = get_backend(self.backend).build_index(self.xb, self.centroids, self.lists)
+            self._index = get_backend(self.backend).build_index(self.xb, self.centroids, self.lists, self.pq)
         return self._index
 
     def __len__(self) -> int:
@@ -80,7 +81,8 @@ class IndexShard:
     def __sizeof__(self) -> int:
         centroids = self.centroids.nbytes if self.centroids is not None else 0
         spilled = 0 if self.lists is None or np.ndim(self.lists) < 2 else int((self.lists[:, 1:] >= 0).sum())
-        copy = self.xb.nbytes + spilled * self.xb.shape[1] * 4  # the index holds a copy of the vectors
+        row_bytes = self.xb.shape[1] * 4 if self.pq is None else self.pq[0] + 8  # a float copy, or codes and ids
+        copy = (len(self.xb) + spilled) * row_bytes  # the index's rows (spilled ones too)
         return int(self.xb.nbytes + copy + self.ids.nbytes + centroids)
 
 
@@ -102,6 +104,7 @@ def build_shard(
         backend=backend,
         lists=lists if ivf else None,
         gap=spec.gap,
+        pq=spec.pq if ivf else None,
     )
     if len(shard):
         _ = shard.index
