@@ -28,7 +28,8 @@ __all__ = ["MIN_ROWS", "PQIndex", "build", "search"]
 
 NBITS = 8  # 256 codewords per sub-vector: one byte each
 MIN_ROWS = 4 * 2**NBITS  # fewer vectors than this cannot train the codebooks: such a shard stays flat IVF
-TRAIN_ROWS = 64 * 2**NBITS  # at most this many vectors train the codebooks
+TRAIN_ROWS = 32 * 2**NBITS  # at most this many vectors train the codebooks (its k-means cost m x rows x 256)
+TRAIN_ITERS = 10
 RERANK_CHUNK = 4096  # queries re-ranked at a time: bounds the (chunk, k * rerank, d) gather
 
 
@@ -62,6 +63,7 @@ def build(xb: np.ndarray, centroids: np.ndarray, lists: np.ndarray, m: int, rera
     index = faiss.IndexIVFPQ(quantizer, d, len(centroids), m, NBITS, faiss.METRIC_INNER_PRODUCT)
     step = max(1, len(xb) // TRAIN_ROWS)
     index.pq.cp.min_points_per_centroid = 4  # train on what a shard has (at least MIN_ROWS), quietly
+    index.pq.cp.niter = TRAIN_ITERS
     index.train(
         np.ascontiguousarray(xb[::step][:TRAIN_ROWS])
     )  # the coarse quantizer is given: only the codebooks are trained
