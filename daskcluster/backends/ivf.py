@@ -93,18 +93,22 @@ def build(xb: np.ndarray, centroids: np.ndarray, lists: np.ndarray | None = None
     centroids = xp.ascontiguousarray(xp.asarray(centroids), dtype=xp.float32)
     if lists is None:
         lists = nearest_list(centroids, xb)
-    lists = xp.asarray(lists)
-    if lists.ndim == 2:
-        keep = lists >= 0
-        keep[:, 0] = True
-        row = xp.broadcast_to(xp.arange(len(lists))[:, None], lists.shape)[keep]
-        lists = lists[keep]  # row-major: a row's own list, then its spills
-    else:
-        row = xp.arange(len(lists))
+    row, lists = stored_rows(xp.asarray(lists))
     order = xpm.argsort(xp, lists)
     offsets = xpm.to_host(xp.searchsorted(lists[order], xp.arange(len(centroids) + 1)))
     rows = row[order].astype(xp.int64)
     return BlockedIVF(centroids, xp.ascontiguousarray(xb[rows]), rows, offsets, spilled=len(rows) > len(xb))
+
+
+def stored_rows(lists: Any) -> tuple[Any, Any]:
+    """``(row, list)`` of every place a row is stored: ``lists`` ``(n,)``, or ``(n, 1 + s)`` with the further
+    lists a row is spilled into (-1: none); row-major, a row's own list first."""
+    xp = xpm.namespace(lists)
+    if lists.ndim == 1:
+        return xp.arange(len(lists)), lists
+    keep = lists >= 0
+    keep[:, 0] = True
+    return xp.broadcast_to(xp.arange(len(lists))[:, None], lists.shape)[keep], lists[keep]
 
 
 def spill_lists(centroids: np.ndarray, x: np.ndarray, extra: int, below: float) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 from faiss.contrib import ivf_tools
 
 from daskcluster.backends.candidates import Probes
+from daskcluster.backends.ivf import stored_rows
 
 __all__ = ["MIN_ROWS", "PQIndex", "build", "search"]
 
@@ -67,14 +68,7 @@ def build(xb: np.ndarray, centroids: np.ndarray, lists: np.ndarray, m: int, rera
     index.train(
         np.ascontiguousarray(xb[::step][:TRAIN_ROWS])
     )  # the coarse quantizer is given: only the codebooks are trained
-    lists = np.asarray(lists)
-    if lists.ndim == 2:
-        keep = lists >= 0
-        keep[:, 0] = True
-        row = np.broadcast_to(np.arange(len(lists))[:, None], lists.shape)[keep]
-        lists = lists[keep]
-    else:
-        row = np.arange(len(lists))
+    row, lists = stored_rows(np.asarray(lists))
     ids = np.ascontiguousarray(row, dtype=np.int64)  # held here: the helper keeps only a raw pointer to it
     ivf_tools.add_preassigned(index, np.ascontiguousarray(xb[row]), np.ascontiguousarray(lists, np.int64), ids=ids)
     return PQIndex(index, np.ascontiguousarray(centroids, dtype=np.float32), xb, max(1, rerank), m)
