@@ -33,6 +33,9 @@ def test_precedence_file_env_set(tmp_path):
         ("cluster.k=zero", "cluster.k"),
         ("cluster.nope=1", "cluster.nope"),
         ("ingest.on_bad_row=ignore", "ingest.on_bad_row"),
+        ("dask.protocol=udp", "dask.protocol"),
+        ("search.codec=lz4", "search.codec"),
+        ("search.rerank=0", "search.rerank"),
     ],
 )
 def test_bad_values_name_the_field(override, field):
