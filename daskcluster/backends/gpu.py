@@ -39,7 +39,7 @@ from daskcluster.backends.xp import to_host
 log = logging.getLogger(__name__)
 
 QUERY_CHUNK = 4096  # queries per product of the exact device search
-BASE_CHUNK = 262_144  # database rows per product: (4096, 262144) float32 scores = 4 GiB at most
+BASE_CHUNK = 131_072  # database rows per product: (4096, 131072) float32 scores = 2 GiB, ~4x that with the sort
 
 
 def gpu_count() -> int:
