@@ -40,8 +40,7 @@ class Backend(Protocol):
     def probe(self, centroids: np.ndarray, xq: np.ndarray, nprobe: int, gap: float | None = None) -> Any:
         """The coarse assignment of queries ``xq`` to IVF lists, computed once per query partition and passed
         to :meth:`search` for every shard: the ``nprobe`` nearest lists or, with ``gap``, those whose centroid
-        score is within ``gap`` of the best (at most ``nprobe``). An implementation that quantizes inside its
-        search returns None."""
+        score is within ``gap`` of the best (at most ``nprobe``); host arrays, since probes travel between tasks."""
         ...
 
     def search(

@@ -115,12 +115,7 @@ def nearest_lists(centroids: np.ndarray, x: np.ndarray, backend: str) -> np.ndar
     """Each row's IVF list (its nearest centroid), int32: what a gallery stores with its clusters."""
     if len(x) == 0:
         return np.empty(0, np.int32)
-    probes = get_backend(backend).probe(centroids, x, 1)
-    if probes is None:  # a backend that quantizes inside its search
-        lists = np.concatenate([np.argmax(b @ centroids.T, axis=1) for b in np.array_split(x, 1 + len(x) // 65536)])
-    else:
-        lists = probes.primary
-    return np.asarray(lists).reshape(len(x)).astype(np.int32)
+    return np.asarray(get_backend(backend).probe(centroids, x, 1).primary).reshape(len(x)).astype(np.int32)
 
 
 def gallery_lists(
